@@ -1,1 +1,288 @@
+//! libengram_malloc: the C allocation ABI over engram-alloc.
+//!
+//! `LD_PRELOAD=libengram_malloc.so <program>` replaces the program's malloc family;
+//! the staticlib does the same when linked ahead of libc. Every export forwards to
+//! `engram_alloc::raw` and never panics. Behaviour follows glibc where C leaves a
+//! choice (realloc(p, 0) frees, malloc(0) returns a unique pointer), the C
+//! standards elsewhere (posix_memalign's EINVAL, aligned_alloc sizes of C17).
+//!
+//! With `ENGRAM_MALLOC=stats=1` (or `stats_fd=N`) the report line is written from a
+//! `.fini_array` destructor and, for programs that leave through `_exit` (dash,
+//! forked children, `vfork` children), from the `_exit`/`_Exit` exported here.
 
+use core::ffi::{c_int, c_void};
+use core::ptr;
+
+use engram_alloc::raw;
+
+fn set_errno(e: c_int) {
+    engram_alloc::os::set_errno(e);
+}
+
+/// # Safety
+/// C's malloc contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    // SAFETY: no preconditions beyond C's.
+    unsafe { raw::malloc(size).cast() }
+}
+
+/// # Safety
+/// C's free contract; misuse is detected and aborts.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    // SAFETY: misuse is detected by the allocator.
+    unsafe { raw::free(p.cast()) }
+}
+
+/// # Safety
+/// As for `free` (old name kept by some programs).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cfree(p: *mut c_void) {
+    // SAFETY: as in `free`.
+    unsafe { raw::free(p.cast()) }
+}
+
+/// # Safety
+/// C's calloc contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    // SAFETY: overflow is checked inside.
+    unsafe { raw::calloc(n, size).cast() }
+}
+
+/// # Safety
+/// C's realloc contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: misuse of `p` is detected by the allocator.
+    unsafe { raw::realloc(p.cast(), size).cast() }
+}
+
+/// # Safety
+/// glibc's reallocarray contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    };
+    // SAFETY: as in `realloc`.
+    unsafe { raw::realloc(p.cast(), total).cast() }
+}
+
+/// # Safety
+/// `memptr` must be valid for a pointer write when the call succeeds.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn posix_memalign(
+    memptr: *mut *mut c_void,
+    align: usize,
+    size: usize,
+) -> c_int {
+    if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    // SAFETY: the alignment is a power of two.
+    let p = unsafe { raw::memalign(align, size) };
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller passes a writable `memptr`; it is written only on success.
+    unsafe { memptr.write(p.cast()) };
+    0
+}
+
+/// # Safety
+/// C17 aligned_alloc: any size, a power-of-two alignment (else NULL with EINVAL).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: memalign checks the alignment and sets EINVAL.
+    unsafe { raw::memalign(align, size).cast() }
+}
+
+/// # Safety
+/// As for `aligned_alloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: as in `aligned_alloc`.
+    unsafe { raw::memalign(align, size).cast() }
+}
+
+fn page_size() -> usize {
+    engram_alloc::os::PAGE
+}
+
+/// # Safety
+/// As for `malloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    // SAFETY: a page is a power of two.
+    unsafe { raw::memalign(page_size(), size).cast() }
+}
+
+/// # Safety
+/// As for `malloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let Some(rounded) = size.max(1).checked_next_multiple_of(page_size()) else {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    };
+    // SAFETY: a page is a power of two.
+    unsafe { raw::memalign(page_size(), rounded).cast() }
+}
+
+/// # Safety
+/// `p` is null or live; anything else aborts with a report.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    // SAFETY: misuse is detected by the allocator.
+    unsafe { raw::usable_size(p.cast()) }
+}
+
+/// # Safety
+/// C23 free_sized; a wrong size aborts with a report.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
+    // SAFETY: misuse is detected by the allocator.
+    unsafe { raw::free_sized(p.cast(), size) }
+}
+
+/// # Safety
+/// C23 free_aligned_sized; a wrong size or alignment aborts with a report.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
+    // SAFETY: misuse is detected by the allocator.
+    unsafe { raw::free_aligned_sized(p.cast(), align, size) }
+}
+
+/// Return free memory to the OS: 1 if any was released.
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    c_int::from(raw::trim())
+}
+
+/// glibc's `struct mallinfo2`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Mallinfo2 {
+    /// Bytes obtained from the OS (committed slabs and large mappings).
+    pub arena: usize,
+    /// Free chunks: not tracked as chunks; 0.
+    pub ordblks: usize,
+    /// Fastbin blocks: none; 0.
+    pub smblks: usize,
+    /// Large (mmapped) blocks.
+    pub hblks: usize,
+    /// Bytes in large blocks.
+    pub hblkhd: usize,
+    /// Unused (glibc: always 0).
+    pub usmblks: usize,
+    /// Unused here; 0.
+    pub fsmblks: usize,
+    /// Bytes in use (slot-rounded, including thread caches).
+    pub uordblks: usize,
+    /// Committed bytes not in use.
+    pub fordblks: usize,
+    /// Releasable bytes at the top: the large cache.
+    pub keepcost: usize,
+}
+
+/// glibc's `struct mallinfo` (int fields, saturating).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Mallinfo {
+    /// See [`Mallinfo2`].
+    pub arena: c_int,
+    /// See [`Mallinfo2`].
+    pub ordblks: c_int,
+    /// See [`Mallinfo2`].
+    pub smblks: c_int,
+    /// See [`Mallinfo2`].
+    pub hblks: c_int,
+    /// See [`Mallinfo2`].
+    pub hblkhd: c_int,
+    /// See [`Mallinfo2`].
+    pub usmblks: c_int,
+    /// See [`Mallinfo2`].
+    pub fsmblks: c_int,
+    /// See [`Mallinfo2`].
+    pub uordblks: c_int,
+    /// See [`Mallinfo2`].
+    pub fordblks: c_int,
+    /// See [`Mallinfo2`].
+    pub keepcost: c_int,
+}
+
+/// Real figures from the allocator's counters.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo2() -> Mallinfo2 {
+    let s = raw::stats();
+    let arena = s.committed_bytes + s.large_bytes + s.large_cached_bytes;
+    Mallinfo2 {
+        arena,
+        hblks: s.large_blocks,
+        hblkhd: s.large_bytes,
+        uordblks: s.in_use_bytes,
+        fordblks: arena.saturating_sub(s.in_use_bytes),
+        keepcost: s.large_cached_bytes,
+        ..Mallinfo2::default()
+    }
+}
+
+/// As [`mallinfo2`], saturated to int.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo() -> Mallinfo {
+    let m = mallinfo2();
+    let i = |v: usize| c_int::try_from(v).unwrap_or(c_int::MAX);
+    Mallinfo {
+        arena: i(m.arena),
+        ordblks: i(m.ordblks),
+        smblks: i(m.smblks),
+        hblks: i(m.hblks),
+        hblkhd: i(m.hblkhd),
+        usmblks: i(m.usmblks),
+        fsmblks: i(m.fsmblks),
+        uordblks: i(m.uordblks),
+        fordblks: i(m.fordblks),
+        keepcost: i(m.keepcost),
+    }
+}
+
+/// glibc tuning knobs do not apply to this allocator: every parameter is refused
+/// (returns 0, glibc's "error"), so a program can tell nothing was changed.
+/// Tuning goes through `ENGRAM_MALLOC`.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
+    0
+}
+
+extern "C" fn report_at_exit() {
+    raw::report();
+}
+
+/// Runs at normal process exit (after atexit handlers).
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static FINI: extern "C" fn() = report_at_exit;
+
+fn exit_now(status: c_int) -> ! {
+    raw::report();
+    loop {
+        // SAFETY: exit_group ends the process; it does not return.
+        unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    }
+}
+
+/// `_exit` that writes the report line first (dash and forked children leave this
+/// way, skipping destructors).
+#[unsafe(no_mangle)]
+pub extern "C" fn _exit(status: c_int) -> ! {
+    exit_now(status)
+}
+
+/// As [`_exit`].
+#[unsafe(no_mangle)]
+pub extern "C" fn _Exit(status: c_int) -> ! {
+    exit_now(status)
+}

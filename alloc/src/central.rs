@@ -1,0 +1,450 @@
+//! The central free-slot state of one size class: which slots of which slabs are
+//! free to hand to a thread cache. Pure bookkeeping over out-of-band arrays; it is
+//! always used under the class's [`SpinLock`](crate::sync::SpinLock), never touches
+//! user memory, and is exercised as is by the loom and unit tests.
+//!
+//! ```text
+//!  Central (per class, under the class lock)
+//!   head ─► slab 7 ─► slab 2 ─► slab 9 ─► slab 4 ◄─ tail
+//!           partial   partial   empty     empty, decommitted
+//!
+//!  per slab: SlabMeta { free, frontier, next, prev, flags }
+//!            free bitmap: 1 = slot is free in the central state
+//! ```
+//!
+//! A slot is in exactly one place: free here (bit set), in some thread's cache or
+//! quarantine, or live in the program (the live bitmap, kept by the heap). Slots at
+//! or above `frontier` were never handed out, so they are known to be zero and
+//! need no write-after-free check. Invariants (see [`Central::check_invariants`]):
+//! - `free` equals the number of set bits of the slab's bitmap;
+//! - a slab is on the list iff `free > 0`;
+//! - `empty` counts the slabs with `free == nslots` that are not decommitted;
+//! - `claimed` is the number of slots handed out of here and not yet returned.
+
+use crate::sync::{AtomicU32, Ordering};
+
+/// "No slab" in list links.
+pub const NONE: u32 = u32::MAX;
+const DECOMMITTED: u32 = 1;
+
+/// Per-slab bookkeeping, stored out of band in the metadata region.
+#[repr(C)]
+pub struct SlabMeta {
+    /// Free slots in the bitmap. Changed under the class lock.
+    pub free: u32,
+    /// Slots at or above this index were never handed out since the last commit or
+    /// decommit. Written under the lock; read racily only to word a fault report.
+    pub frontier: AtomicU32,
+    next: u32,
+    prev: u32,
+    flags: u32,
+}
+
+impl SlabMeta {
+    /// Metadata of a slab that was never committed (what zeroed metadata pages hold,
+    /// apart from the list links, which `add_slab` sets).
+    pub fn unlinked() -> SlabMeta {
+        SlabMeta {
+            free: 0,
+            frontier: AtomicU32::new(0),
+            next: NONE,
+            prev: NONE,
+            flags: 0,
+        }
+    }
+}
+
+/// What a slab-array view needs: the metadata of the committed slabs and their free
+/// bitmaps (`words` u64 per slab).
+pub struct Slabs<'a> {
+    /// One entry per committed slab.
+    pub meta: &'a mut [SlabMeta],
+    /// `words` bitmap words per slab, slab-major.
+    pub bits: &'a mut [u64],
+    /// Bitmap words per slab.
+    pub words: usize,
+    /// Slots per slab.
+    pub nslots: u32,
+}
+
+/// A claimed slot: slab index, slot index, and whether it is fresh (never used).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// Slab index in the class region.
+    pub slab: u32,
+    /// Slot index in the slab.
+    pub slot: u32,
+    /// Never handed out since commit: known to be zero.
+    pub fresh: bool,
+}
+
+/// Returning a slot found its free bit already set: two owners for one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corrupt;
+
+/// The class's list heads and counters. Lives inside the class lock.
+pub struct Central {
+    head: u32,
+    tail: u32,
+    /// Empty slabs still holding pages.
+    pub empty: u32,
+    /// Committed slabs (slab indices `0..nslabs` exist).
+    pub nslabs: u32,
+    /// Slots handed out and not returned.
+    pub claimed: u64,
+}
+
+impl Default for Central {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Central {
+    /// An empty class with no committed slab.
+    pub const fn new() -> Self {
+        Central {
+            head: NONE,
+            tail: NONE,
+            empty: 0,
+            nslabs: 0,
+            claimed: 0,
+        }
+    }
+
+    /// Set up the metadata of newly committed slab `nslabs` and put it on the list.
+    fn add_slab(&mut self, s: &mut Slabs<'_>) {
+        let idx = self.nslabs;
+        let n = s.nslots as usize;
+        let w = &mut s.bits[idx as usize * s.words..(idx as usize + 1) * s.words];
+        for (i, word) in w.iter_mut().enumerate() {
+            let lo = i * 64;
+            *word = if lo + 64 <= n {
+                u64::MAX
+            } else if lo < n {
+                (1u64 << (n - lo)) - 1
+            } else {
+                0
+            };
+        }
+        let m = &mut s.meta[idx as usize];
+        m.free = s.nslots;
+        *m.frontier.get_mut() = 0;
+        m.flags = 0;
+        self.nslabs += 1;
+        self.empty += 1;
+        self.push_head(s, idx);
+    }
+
+    /// Claim up to `out.len()` free slots, lowest first from a slab chosen by list
+    /// order, starting at a word picked with `rng`. When no slab has free slots it
+    /// calls `grow(index)` to commit slab `nslabs` (false: the region is full or the
+    /// OS refused) and adds it. Returns how many slots were written to `out`.
+    pub fn claim(
+        &mut self,
+        s: &mut Slabs<'_>,
+        out: &mut [Claimed],
+        rng: u64,
+        mut grow: impl FnMut(u32) -> bool,
+    ) -> usize {
+        let mut got = 0;
+        while got < out.len() {
+            if self.head == NONE {
+                if (self.nslabs as usize) >= s.meta.len() || !grow(self.nslabs) {
+                    break;
+                }
+                self.add_slab(s);
+            }
+            let idx = self.head;
+            got += self.claim_from(s, idx, &mut out[got..], rng);
+        }
+        self.claimed += got as u64;
+        got
+    }
+
+    fn claim_from(&mut self, s: &mut Slabs<'_>, idx: u32, out: &mut [Claimed], rng: u64) -> usize {
+        let base = idx as usize * s.words;
+        let (free, frontier, decommitted) = {
+            let m = &s.meta[idx as usize];
+            (
+                m.free,
+                m.frontier.load(Ordering::Relaxed),
+                m.flags & DECOMMITTED != 0,
+            )
+        };
+        if free == s.nslots && !decommitted {
+            self.empty -= 1;
+        }
+        // Start in the touched part of the slab (or just past it) so RSS stays compact
+        // while the starting point still varies.
+        let span = ((frontier as usize) / 64 + 1).min(s.words);
+        let start = (rng % span as u64) as usize;
+        let mut got = 0;
+        let mut new_frontier = frontier;
+        for k in 0..s.words {
+            if got == out.len() {
+                break;
+            }
+            let wi = (start + k) % s.words;
+            let word = &mut s.bits[base + wi];
+            while *word != 0 && got < out.len() {
+                let b = word.trailing_zeros();
+                *word &= *word - 1;
+                let slot = (wi * 64) as u32 + b;
+                out[got] = Claimed {
+                    slab: idx,
+                    slot,
+                    fresh: slot >= frontier,
+                };
+                new_frontier = new_frontier.max(slot + 1);
+                got += 1;
+            }
+        }
+        let m = &mut s.meta[idx as usize];
+        m.free -= got as u32;
+        m.flags &= !DECOMMITTED;
+        m.frontier.store(new_frontier, Ordering::Relaxed);
+        if m.free == 0 {
+            self.unlink(s, idx);
+        }
+        got
+    }
+
+    /// Return one slot to the free set. Returns `Ok(Some(slab))` when that slab is now
+    /// empty beyond the `keep` budget and should be decommitted by the caller (the
+    /// caller then calls [`decommitted`](Self::decommitted)).
+    pub fn release(
+        &mut self,
+        s: &mut Slabs<'_>,
+        slab: u32,
+        slot: u32,
+        keep: u32,
+    ) -> Result<Option<u32>, Corrupt> {
+        if slab >= self.nslabs || slot >= s.nslots {
+            return Err(Corrupt);
+        }
+        let word = &mut s.bits[slab as usize * s.words + slot as usize / 64];
+        let m = 1u64 << (slot % 64);
+        if *word & m != 0 {
+            return Err(Corrupt);
+        }
+        *word |= m;
+        self.claimed -= 1;
+        let free = {
+            let meta = &mut s.meta[slab as usize];
+            meta.free += 1;
+            meta.free
+        };
+        if free == 1 {
+            self.push_head(s, slab);
+        }
+        if free == s.nslots {
+            // Empty: move behind the partial slabs so those fill first.
+            self.unlink(s, slab);
+            self.push_tail(s, slab);
+            self.empty += 1;
+            if self.empty > keep {
+                return Ok(Some(slab));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Record that empty slab `slab` had its pages dropped: all its slots are fresh.
+    pub fn decommitted(&mut self, s: &mut Slabs<'_>, slab: u32) {
+        let m = &mut s.meta[slab as usize];
+        debug_assert!(m.free == s.nslots && m.flags & DECOMMITTED == 0);
+        m.flags |= DECOMMITTED;
+        m.frontier.store(0, Ordering::Relaxed);
+        self.empty -= 1;
+    }
+
+    /// Empty slabs that still hold pages (for trim).
+    pub fn empty_slabs(&self, s: &Slabs<'_>, mut f: impl FnMut(u32)) {
+        let mut i = self.head;
+        while i != NONE {
+            let m = &s.meta[i as usize];
+            if m.free == s.nslots && m.flags & DECOMMITTED == 0 {
+                f(i);
+            }
+            i = m.next;
+        }
+    }
+
+    fn push_head(&mut self, s: &mut Slabs<'_>, idx: u32) {
+        let old = self.head;
+        {
+            let m = &mut s.meta[idx as usize];
+            m.prev = NONE;
+            m.next = old;
+        }
+        if old != NONE {
+            s.meta[old as usize].prev = idx;
+        } else {
+            self.tail = idx;
+        }
+        self.head = idx;
+    }
+
+    fn push_tail(&mut self, s: &mut Slabs<'_>, idx: u32) {
+        let old = self.tail;
+        {
+            let m = &mut s.meta[idx as usize];
+            m.next = NONE;
+            m.prev = old;
+        }
+        if old != NONE {
+            s.meta[old as usize].next = idx;
+        } else {
+            self.head = idx;
+        }
+        self.tail = idx;
+    }
+
+    fn unlink(&mut self, s: &mut Slabs<'_>, idx: u32) {
+        let (prev, next) = {
+            let m = &s.meta[idx as usize];
+            (m.prev, m.next)
+        };
+        if prev != NONE {
+            s.meta[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NONE {
+            s.meta[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        let m = &mut s.meta[idx as usize];
+        m.prev = NONE;
+        m.next = NONE;
+    }
+
+    /// Check every invariant of the module docs; returns the first violated one.
+    pub fn check_invariants(&self, s: &Slabs<'_>) -> Result<(), &'static str> {
+        let mut on_list = 0u32;
+        let mut i = self.head;
+        let mut prev = NONE;
+        while i != NONE {
+            let m = &s.meta[i as usize];
+            if m.prev != prev {
+                return Err("list back link broken");
+            }
+            if m.free == 0 {
+                return Err("full slab on the free list");
+            }
+            on_list += 1;
+            if on_list > self.nslabs {
+                return Err("list cycle");
+            }
+            prev = i;
+            i = m.next;
+        }
+        if prev != self.tail {
+            return Err("tail does not end the list");
+        }
+        let (mut empty, mut with_free, mut free_total) = (0u32, 0u32, 0u64);
+        for idx in 0..self.nslabs as usize {
+            let m = &s.meta[idx];
+            let bits: u32 = s.bits[idx * s.words..(idx + 1) * s.words]
+                .iter()
+                .map(|w| w.count_ones())
+                .sum();
+            if bits != m.free {
+                return Err("free count differs from bitmap");
+            }
+            if m.free > 0 {
+                with_free += 1;
+            }
+            if m.free == s.nslots && m.flags & DECOMMITTED == 0 {
+                empty += 1;
+            }
+            free_total += u64::from(m.free);
+        }
+        if with_free != on_list {
+            return Err("a slab with free slots is off the list");
+        }
+        if empty != self.empty {
+            return Err("empty count wrong");
+        }
+        if free_total + self.claimed != u64::from(self.nslabs) * u64::from(s.nslots) {
+            return Err("claimed + free != capacity");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(engram_loom)))]
+mod tests {
+    use super::*;
+
+    struct Owned {
+        meta: Vec<SlabMeta>,
+        bits: Vec<u64>,
+        words: usize,
+        nslots: u32,
+    }
+
+    impl Owned {
+        fn new(max_slabs: usize, nslots: u32) -> Self {
+            let words = (nslots as usize).div_ceil(64);
+            Owned {
+                meta: (0..max_slabs).map(|_| SlabMeta::unlinked()).collect(),
+                bits: vec![0; max_slabs * words],
+                words,
+                nslots,
+            }
+        }
+        fn view(&mut self) -> Slabs<'_> {
+            Slabs {
+                meta: &mut self.meta,
+                bits: &mut self.bits,
+                words: self.words,
+                nslots: self.nslots,
+            }
+        }
+    }
+
+    #[test]
+    fn claim_release_roundtrip_keeps_invariants() {
+        let mut o = Owned::new(4, 100);
+        let mut c = Central::new();
+        let mut out = [Claimed {
+            slab: 0,
+            slot: 0,
+            fresh: false,
+        }; 64];
+        let mut seen = std::collections::HashSet::new();
+        let mut all = Vec::new();
+        for r in 0..6u64 {
+            let n = c.claim(&mut o.view(), &mut out, r * 7919, |_| true);
+            assert_eq!(n, 64);
+            for cl in &out[..n] {
+                assert!(cl.fresh);
+                assert!(seen.insert((cl.slab, cl.slot)), "slot handed out twice");
+                all.push(*cl);
+            }
+            c.check_invariants(&o.view()).unwrap();
+        }
+        // 400 slots in 4 slabs; 384 claimed.
+        assert_eq!(c.claimed, 384);
+        let mut decommits = 0;
+        for cl in &all {
+            if let Some(s) = c.release(&mut o.view(), cl.slab, cl.slot, 1).unwrap() {
+                c.decommitted(&mut o.view(), s);
+                decommits += 1;
+            }
+            c.check_invariants(&o.view()).unwrap();
+        }
+        assert_eq!(decommits, 3);
+        assert_eq!(
+            c.release(&mut o.view(), all[0].slab, all[0].slot, 1),
+            Err(Corrupt)
+        );
+        // Re-claimed slots of a decommitted slab are fresh, of a kept one are not.
+        let n = c.claim(&mut o.view(), &mut out, 0, |_| false);
+        assert_eq!(n, 64);
+        c.check_invariants(&o.view()).unwrap();
+    }
+}

@@ -1,0 +1,150 @@
+//! Run-time options from `ENGRAM_MALLOC=key=value,...`, parsed without allocating.
+//!
+//! The defaults are the secure ones. A malloc cannot refuse to start, so unknown keys
+//! and malformed values are ignored and the default stays. Every key is documented in
+//! docs/ALLOC_CONTRACT.md and the README.
+
+/// Hard upper bound of per-thread cache entries per class (the TLS array size).
+pub const TCACHE_MAX: usize = 64;
+/// Hard upper bound of per-thread quarantine slots (the TLS array size).
+pub const QUARANTINE_MAX: usize = 256;
+
+/// The allocator's switches. Read once at init, never changed afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// A guard page after every slab and after every large block.
+    pub guard: bool,
+    /// Freed slots held back per thread before reuse; 0 = off.
+    pub quarantine: usize,
+    /// Zero on free and check a reused slot is still zero.
+    pub zero: bool,
+    /// Canary from the requested size to the slot end, checked at free.
+    pub canary: bool,
+    /// Randomized slot choice.
+    pub random: bool,
+    /// Per-thread cache entries per size class (at most [`TCACHE_MAX`]).
+    pub tcache: usize,
+    /// Empty slabs kept committed per class before MADV_DONTNEED.
+    pub decommit: usize,
+    /// Bytes of freed large blocks kept mapped for reuse.
+    pub large_cache: usize,
+    /// Print the report line at exit.
+    pub stats: bool,
+    /// Where the report goes: a file descriptor (2 = stderr).
+    pub stats_fd: i32,
+}
+
+impl Config {
+    /// Secure defaults.
+    pub const DEFAULT: Config = Config {
+        guard: true,
+        quarantine: 64,
+        zero: true,
+        canary: true,
+        random: true,
+        tcache: TCACHE_MAX,
+        decommit: 2,
+        large_cache: 64 << 20,
+        stats: false,
+        stats_fd: 2,
+    };
+
+    /// Parse an option string over the defaults. Never fails: bad items are skipped.
+    pub fn parse(s: &[u8]) -> Config {
+        let mut c = Config::DEFAULT;
+        for item in s.split(|&b| b == b',') {
+            let mut kv = item.splitn(2, |&b| b == b'=');
+            let key = trim(kv.next().unwrap_or(&[]));
+            let Some(val) = kv.next().map(trim).and_then(parse_size) else {
+                continue;
+            };
+            match key {
+                b"guard" => c.guard = val != 0,
+                b"quarantine" => c.quarantine = val.min(QUARANTINE_MAX as u64) as usize,
+                b"zero" => c.zero = val != 0,
+                b"canary" => c.canary = val != 0,
+                b"random" => c.random = val != 0,
+                b"tcache" => c.tcache = val.min(TCACHE_MAX as u64) as usize,
+                b"decommit" => c.decommit = val.min(1 << 20) as usize,
+                b"large_cache" => c.large_cache = val.min(1 << 40) as usize,
+                b"stats" => c.stats = val != 0,
+                b"stats_fd" => {
+                    if val <= i32::MAX as u64 {
+                        c.stats = true;
+                        c.stats_fd = val as i32;
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// A decimal number with an optional K/M/G suffix (powers of 1024).
+fn parse_size(s: &[u8]) -> Option<u64> {
+    let (digits, shift) = match s {
+        [d @ .., b'k' | b'K'] => (d, 10),
+        [d @ .., b'm' | b'M'] => (d, 20),
+        [d @ .., b'g' | b'G'] => (d, 30),
+        d => (d, 0),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    v.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_secure() {
+        let c = Config::parse(b"");
+        assert_eq!(c, Config::DEFAULT);
+        assert!(c.guard && c.zero && c.canary && c.random && c.quarantine > 0);
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = Config::parse(
+            b"guard=0,quarantine=10,zero=0,canary=0,random=0,tcache=8,decommit=5,large_cache=2M,stats_fd=7",
+        );
+        assert!(!c.guard && !c.zero && !c.canary && !c.random);
+        assert_eq!(c.quarantine, 10);
+        assert_eq!(c.tcache, 8);
+        assert_eq!(c.decommit, 5);
+        assert_eq!(c.large_cache, 2 << 20);
+        assert!(c.stats);
+        assert_eq!(c.stats_fd, 7);
+    }
+
+    #[test]
+    fn bad_items_keep_defaults_and_values_are_clamped() {
+        let c = Config::parse(
+            b"guard=x,,=3,bogus=1,quarantine=99999, tcache = 1000 ,large_cache=9999999999999G",
+        );
+        assert!(c.guard);
+        assert_eq!(c.quarantine, QUARANTINE_MAX);
+        assert_eq!(c.tcache, TCACHE_MAX);
+        assert_eq!(c.large_cache, Config::DEFAULT.large_cache);
+    }
+}

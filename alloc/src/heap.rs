@@ -1,0 +1,1111 @@
+//! The small-object heap: class regions, slabs, per-thread caches, quarantine.
+//!
+//! ```text
+//!  slab region (reserved PROT_NONE, NCLASS x 4 GiB)
+//!  ┌ class 0 (malloc(0), never accessible) ┬ class 1 (16 B) ┬ ... ┬ class 48 (128 KiB) ┐
+//!  │ slab 0 │g│ slab 1 │g│ ...               g = guard page (PROT_NONE)
+//!
+//!  metadata region (separate mapping, never next to user memory)
+//!   per class: SlabMeta[max_slabs] · free bitmap[max_slabs][words] · live bitmap[...]
+//!
+//!  per thread (TLS, out of band): cache[class][<=64] of u32 slot offsets
+//!                                 quarantine[<=256] of freed addresses
+//! ```
+//!
+//! malloc pops a slot offset from the thread's cache, sets the slot's live bit (one
+//! atomic RMW), checks the slot is still zero if it was used before, and writes the
+//! canary. free finds class, slab and slot by arithmetic on the address, clears the
+//! live bit (a clear bit found clear is a double free: deterministic, whichever
+//! thread frees), checks the canary, zeroes the slot, and puts it in the quarantine;
+//! what the quarantine evicts goes to the thread's cache, and a full cache flushes
+//! half its entries to the class's central state under the class lock. A cross-thread
+//! free costs the same as a local one: slots are not owned by threads, so the freeing
+//! thread's cache takes it and the batch flush returns it to its slab.
+
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicU8, AtomicUsize};
+
+use crate::central::{Central, Claimed, SlabMeta, Slabs};
+use crate::config::{Config, QUARANTINE_MAX, TCACHE_MAX};
+use crate::fault::{Fault, Line, Op, fatal};
+use crate::size_class::{
+    MAX_SMALL, NCLASS, REGION_SHIFT, REGION_SIZE, class_of, slab_size, slot_size, slots_per_slab,
+    words_per_slab,
+};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, SpinLock, bit_clear, bit_set};
+use crate::{large, os};
+
+/// Bytes of the canary word at the end of every slot.
+const TAIL: usize = 8;
+/// Thread-cache entry flag: the slot was never used, so it is known to be zero.
+const FRESH: u32 = 1;
+
+/// Exact division by a constant through one widening multiply (Granlund-Montgomery):
+/// `n / d == (n * m) >> s` for every `n < 2^32` with `m = ceil(2^(32+l) / d)`,
+/// `l = ceil(log2 d)`. Division sits on every malloc and free; a `div` is 20-90 cycles.
+#[derive(Clone, Copy)]
+struct Magic {
+    m: u64,
+    s: u32,
+}
+
+impl Magic {
+    const fn new(d: u64) -> Magic {
+        let l = 64 - (d - 1).leading_zeros();
+        let s = 32 + l;
+        let m = ((1u128 << s).div_ceil(d as u128)) as u64;
+        Magic { m, s }
+    }
+    #[inline]
+    fn div(self, n: u32) -> u32 {
+        ((u128::from(n) * u128::from(self.m)) >> self.s) as u32
+    }
+}
+
+/// Fixed geometry and metadata pointers of one class; written once at init.
+#[derive(Clone, Copy)]
+struct Geom {
+    slot: u32,
+    nslots: u32,
+    words: u32,
+    slab_bytes: u32,
+    stride: u32,
+    max_slabs: u32,
+    slot_div: Magic,
+    stride_div: Magic,
+    meta: *mut SlabMeta,
+    free_bits: *mut u64,
+    live_bits: *const AtomicU64,
+}
+
+/// Process-wide state written once by `init` before `READY` is published.
+struct Globals {
+    /// Start of the slab region; 0 before init.
+    base: usize,
+    /// Largest request served from slabs (`MAX_SMALL - TAIL` with canaries on).
+    small_max: usize,
+    /// Bytes reserved per slot for the tail canary (0 or 8).
+    extra: usize,
+    secret: u64,
+    pattern: u8,
+    cfg: Config,
+    geom: [Geom; NCLASS],
+}
+
+struct GlobalCell(UnsafeCell<Globals>);
+// SAFETY: `Globals` is written only by the single thread that wins the init race,
+// before `STATE` is set to READY with Release; every reader loads READY with Acquire
+// (or reads `base == 0`/`small_max == 0` defaults, which are valid) before use.
+unsafe impl Sync for GlobalCell {}
+
+const GEOM0: Geom = Geom {
+    slot: 16,
+    nslots: 0,
+    words: 0,
+    slab_bytes: 0,
+    stride: 1,
+    max_slabs: 0,
+    slot_div: Magic { m: 0, s: 0 },
+    stride_div: Magic { m: 0, s: 0 },
+    meta: ptr::null_mut(),
+    free_bits: ptr::null_mut(),
+    live_bits: ptr::null(),
+};
+
+static G: GlobalCell = GlobalCell(UnsafeCell::new(Globals {
+    base: 0,
+    small_max: 0,
+    extra: 0,
+    secret: 0,
+    pattern: 0,
+    cfg: Config::DEFAULT,
+    geom: [GEOM0; NCLASS],
+}));
+
+const UNINIT: u8 = 0;
+const INITIALIZING: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+
+#[inline]
+fn g() -> &'static Globals {
+    // SAFETY: see `GlobalCell`: after init nobody writes `Globals`; before init the
+    // fields hold their const defaults, which every path treats as "not ours".
+    unsafe { &*G.0.get() }
+}
+
+/// One class's lock and the count of committed slabs readable without it.
+struct Class {
+    central: SpinLock<Central>,
+    /// Mirrors `Central::nslabs`; stored with Release after a slab is committed,
+    /// loaded with Acquire by free to tell a committed slot from a wild pointer.
+    committed: AtomicU32,
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // used only to build the array below
+const CLASS0: Class = Class {
+    central: SpinLock::new(Central::new()),
+    committed: AtomicU32::new(0),
+};
+static CLASSES: [Class; NCLASS] = [CLASS0; NCLASS];
+
+/// Counters for `stats()` and the report line. Updated on slow paths only.
+pub(crate) struct Counters {
+    pub allocs: AtomicU64,
+    pub frees: AtomicU64,
+    /// Bytes of slots handed out of the central state plus large mappings in use.
+    pub in_use: AtomicUsize,
+    pub peak: AtomicUsize,
+    pub faults: AtomicU64,
+    /// Committed slab bytes.
+    pub committed: AtomicUsize,
+}
+pub(crate) static COUNTERS: Counters = Counters {
+    allocs: AtomicU64::new(0),
+    frees: AtomicU64::new(0),
+    in_use: AtomicUsize::new(0),
+    peak: AtomicUsize::new(0),
+    faults: AtomicU64::new(0),
+    committed: AtomicUsize::new(0),
+};
+
+pub(crate) fn add_in_use(bytes: usize) {
+    let now = COUNTERS.in_use.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    COUNTERS.peak.fetch_max(now, Ordering::Relaxed);
+}
+
+pub(crate) fn sub_in_use(bytes: usize) {
+    COUNTERS.in_use.fetch_sub(bytes, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------------
+// Thread cache
+// ---------------------------------------------------------------------------------
+
+const T_UNINIT: u8 = 0;
+const T_ACTIVE: u8 = 1;
+/// Registering the thread's destructor (which may call malloc) or torn down:
+/// every operation goes straight to the central state.
+const T_BYPASS: u8 = 2;
+
+struct ThreadCache {
+    state: u8,
+    rng: u64,
+    count: [u8; NCLASS],
+    slots: [[u32; TCACHE_MAX]; NCLASS],
+    qlen: usize,
+    quarantine: [usize; QUARANTINE_MAX],
+    allocs: u64,
+    frees: u64,
+}
+
+thread_local! {
+    // No Drop impl: this compiles to plain TLS with no lazy registration, which is
+    // what lets malloc use it. Teardown goes through a pthread key (see `init_thread`).
+    static TC: UnsafeCell<ThreadCache> = const {
+        UnsafeCell::new(ThreadCache {
+            state: T_UNINIT,
+            rng: 0,
+            count: [0; NCLASS],
+            slots: [[0; TCACHE_MAX]; NCLASS],
+            qlen: 0,
+            quarantine: [0; QUARANTINE_MAX],
+            allocs: 0,
+            frees: 0,
+        })
+    };
+}
+
+#[inline]
+fn tc() -> *mut ThreadCache {
+    TC.with(|c| c.get())
+}
+
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+#[inline]
+fn next_rand(t: *mut ThreadCache) -> u64 {
+    // SAFETY: `t` is this thread's cache; no reference to it is live across this call.
+    unsafe {
+        let r = (*t).rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        (*t).rng = r;
+        os::mix64(r)
+    }
+}
+
+/// Per-class cache capacity: at most `tcache` entries and about 256 KiB of slots.
+#[inline]
+fn cap_of(c: usize) -> usize {
+    let by_bytes = (256 << 10) / slot_size(c);
+    g().cfg.tcache.min(by_bytes.max(4)).max(1)
+}
+
+// ---------------------------------------------------------------------------------
+// Init
+// ---------------------------------------------------------------------------------
+
+/// Make sure the heap is set up; false if the OS refused the reservations.
+#[inline]
+pub(crate) fn ensure_init() -> bool {
+    STATE.load(Ordering::Acquire) == READY || init_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn init_slow() -> bool {
+    loop {
+        match STATE.compare_exchange(UNINIT, INITIALIZING, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(READY) => return true,
+            Err(FAILED) => return false,
+            Err(_) => {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+    // SAFETY: we won the init race, so no other thread reads or writes `Globals`
+    // until READY is published below.
+    let ok = unsafe { init_globals(&mut *G.0.get()) };
+    if !ok {
+        STATE.store(FAILED, Ordering::Release);
+        return false;
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: valid out-parameter and a destructor with the right ABI;
+    // pthread_key_create does not allocate.
+    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
+        KEY.store(key, Ordering::Relaxed);
+    }
+    STATE.store(READY, Ordering::Release);
+    // pthread_atfork may allocate: only now that malloc works.
+    // SAFETY: the handlers are extern "C" fns valid for the process lifetime.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    true
+}
+
+/// Reserve the regions and lay out the metadata.
+///
+/// # Safety
+/// Called once, by the init winner, with exclusive access to `gl`.
+unsafe fn init_globals(gl: &mut Globals) -> bool {
+    // SAFETY: getenv reads the environment without allocating; the name is
+    // NUL-terminated. The result is copied before anything can change the env.
+    let env = unsafe { libc::getenv(c"ENGRAM_MALLOC".as_ptr()) };
+    let cfg = if env.is_null() {
+        Config::DEFAULT
+    } else {
+        // SAFETY: getenv returned a NUL-terminated string.
+        Config::parse(unsafe { core::ffi::CStr::from_ptr(env) }.to_bytes())
+    };
+    let base = os::reserve(NCLASS << REGION_SHIFT);
+    if base.is_null() {
+        return false;
+    }
+    let guard = if cfg.guard { os::PAGE } else { 0 };
+    // Lay out every class's metadata in one reservation.
+    let mut meta_len = 0usize;
+    let mut plan = [(0usize, 0usize, 0usize, 0u32); NCLASS];
+    for (c, p) in plan.iter_mut().enumerate() {
+        let stride = slab_size(c) + guard;
+        let max_slabs = (REGION_SIZE / stride) as u32;
+        let words = words_per_slab(c);
+        let meta_off = meta_len;
+        meta_len += max_slabs as usize * core::mem::size_of::<SlabMeta>();
+        meta_len = meta_len.next_multiple_of(64);
+        let free_off = meta_len;
+        meta_len += max_slabs as usize * words * 8;
+        let live_off = meta_len;
+        meta_len += max_slabs as usize * words * 8;
+        *p = (meta_off, free_off, live_off, max_slabs);
+    }
+    let meta = os::reserve(meta_len);
+    // SAFETY: `meta` is our fresh reservation of `meta_len` bytes (page multiple
+    // after rounding by the kernel); committing it RW lets the kernel fill pages
+    // lazily, and MAP_NORESERVE kept it out of the commit charge.
+    if meta.is_null() || !unsafe { os::commit(meta, meta_len.next_multiple_of(os::PAGE)) } {
+        return false;
+    }
+    for (c, &(meta_off, free_off, live_off, max_slabs)) in plan.iter().enumerate() {
+        let stride = slab_size(c) + guard;
+        gl.geom[c] = Geom {
+            slot: slot_size(c) as u32,
+            nslots: slots_per_slab(c) as u32,
+            words: words_per_slab(c) as u32,
+            slab_bytes: slab_size(c) as u32,
+            stride: stride as u32,
+            max_slabs,
+            slot_div: Magic::new(slot_size(c) as u64),
+            stride_div: Magic::new(stride as u64),
+            meta: meta.wrapping_add(meta_off).cast(),
+            free_bits: meta.wrapping_add(free_off).cast(),
+            live_bits: meta.wrapping_add(live_off).cast(),
+        };
+    }
+    let secret = os::random_u64();
+    gl.secret = secret;
+    // Never 0, 0xff or ASCII, so a stray string or memset is not mistaken for it.
+    gl.pattern = 0x80 | (secret >> 58) as u8;
+    gl.extra = if cfg.canary { TAIL } else { 0 };
+    gl.small_max = MAX_SMALL - gl.extra;
+    gl.cfg = cfg;
+    gl.base = base as usize;
+    large::init();
+    true
+}
+
+// ---------------------------------------------------------------------------------
+// Address arithmetic
+// ---------------------------------------------------------------------------------
+
+/// A validated slot of the slab region.
+struct Slot {
+    class: usize,
+    slab: u32,
+    index: u32,
+}
+
+#[inline]
+fn slot_addr(base: usize, c: usize, off: u32) -> usize {
+    base + (c << REGION_SHIFT) + (off & !FRESH) as usize
+}
+
+#[inline]
+fn live_word(gm: &Geom, slab: u32, index: u32) -> &'static AtomicU64 {
+    let i = slab as usize * gm.words as usize + (index / 64) as usize;
+    // SAFETY: `slab < max_slabs` and `index < nslots` (callers validated), so `i` is
+    // inside this class's live bitmap, which lives as long as the process.
+    unsafe { &*gm.live_bits.add(i) }
+}
+
+/// Classify `addr` in the slab region: Ok(slot) for the start of a slot of a
+/// committed slab; Err(fault) for a guard page, an uncommitted slab or an interior
+/// pointer. The caller checked `addr - base < NCLASS << REGION_SHIFT`.
+#[inline]
+fn locate(off: usize) -> Result<Slot, Fault> {
+    let gl = g();
+    let c = off >> REGION_SHIFT;
+    let ro = off as u32;
+    let gm = &gl.geom[c];
+    let slab = gm.stride_div.div(ro);
+    let in_slab = ro - slab * gm.stride;
+    if slab >= CLASSES[c].committed.load(Ordering::Acquire) || in_slab >= gm.slab_bytes {
+        return Err(Fault::InvalidPointer);
+    }
+    let index = gm.slot_div.div(in_slab);
+    if index * gm.slot != in_slab {
+        return Err(Fault::InteriorPointer);
+    }
+    Ok(Slot {
+        class: c,
+        slab,
+        index,
+    })
+}
+
+/// Why a slot's live bit was clear: never handed out (above the frontier) or freed.
+fn not_live_fault(s: &Slot, freed: Fault) -> Fault {
+    let gm = &g().geom[s.class];
+    // SAFETY: `s.slab < committed <= max_slabs`, inside the class's meta array.
+    let frontier = unsafe { &*gm.meta.add(s.slab as usize) }
+        .frontier
+        .load(Ordering::Relaxed);
+    if s.index >= frontier {
+        Fault::InvalidPointer
+    } else {
+        freed
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Canary
+// ---------------------------------------------------------------------------------
+
+#[inline]
+fn tail_key(gl: &Globals, addr: usize) -> u64 {
+    os::mix64(addr as u64 ^ gl.secret)
+}
+
+/// Write the canary of a block of `size` bytes in a slot of `slot` bytes.
+///
+/// # Safety
+/// `[p, p+slot)` is a writable slot we just handed out; `size + TAIL <= slot`.
+#[inline]
+unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
+    let tail = slot - TAIL;
+    // SAFETY: the caller guarantees the slot bounds; `size <= tail`.
+    unsafe {
+        if size < tail {
+            ptr::write_bytes(p.add(size), gl.pattern, tail - size);
+        }
+        ptr::write_unaligned(
+            p.add(tail).cast::<u64>(),
+            tail_key(gl, p as usize) ^ size as u64,
+        );
+    }
+}
+
+/// Decode and check the canary; returns the requested size.
+///
+/// # Safety
+/// `[p, p+slot)` is a readable live slot.
+#[inline]
+unsafe fn read_canary(gl: &Globals, p: *mut u8, slot: usize) -> Option<usize> {
+    let tail = slot - TAIL;
+    // SAFETY: the caller guarantees the slot bounds.
+    let size = unsafe { ptr::read_unaligned(p.add(tail).cast::<u64>()) } ^ tail_key(gl, p as usize);
+    if size > tail as u64 {
+        return None;
+    }
+    let size = size as usize;
+    // SAFETY: `size <= tail`, inside the slot.
+    let slack = unsafe { core::slice::from_raw_parts(p.add(size), tail - size) };
+    if slack.iter().any(|&b| b != gl.pattern) {
+        return None;
+    }
+    Some(size)
+}
+
+/// True if the `len` bytes at `p` are all zero.
+///
+/// # Safety
+/// `[p, p+len)` is readable and `p` is 8-byte aligned, `len` a multiple of 8.
+#[inline]
+pub(crate) unsafe fn is_zero(p: *const u8, len: usize) -> bool {
+    // SAFETY: the caller guarantees alignment and bounds.
+    let words = unsafe { core::slice::from_raw_parts(p.cast::<u64>(), len / 8) };
+    let mut acc = 0u64;
+    for chunk in words.chunks(8) {
+        for w in chunk {
+            acc |= *w;
+        }
+        if acc != 0 {
+            return false;
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------
+// malloc
+// ---------------------------------------------------------------------------------
+
+/// Allocate `size` bytes aligned to 16; null with ENOMEM on failure.
+#[inline]
+pub(crate) fn malloc(size: usize) -> *mut u8 {
+    let gl = g();
+    if size <= gl.small_max {
+        let c = if size == 0 {
+            0
+        } else {
+            class_of(size + gl.extra)
+        };
+        let t = tc();
+        // SAFETY: `t` is this thread's cache; the references end before any call
+        // that could re-enter the allocator.
+        unsafe {
+            let n = (*t).count[c] as usize;
+            if n > 0 && (*t).state == T_ACTIVE {
+                let off = (*t).slots[c][n - 1];
+                (*t).count[c] = (n - 1) as u8;
+                (*t).allocs += 1;
+                return finish(gl, c, off, size);
+            }
+        }
+    }
+    malloc_slow(size, 16)
+}
+
+/// Hand out slot `off` of class `c` for a block of `size` bytes.
+#[inline]
+fn finish(gl: &Globals, c: usize, off: u32, size: usize) -> *mut u8 {
+    let p = slot_addr(gl.base, c, off) as *mut u8;
+    let gm = &gl.geom[c];
+    let ro = off & !FRESH;
+    let slab = gm.stride_div.div(ro);
+    let index = gm.slot_div.div(ro - slab * gm.stride);
+    if bit_set(live_word(gm, slab, index), index % 64) {
+        fatal(Fault::MetadataCorruption, Op::Malloc, p as usize);
+    }
+    if c == 0 {
+        return p;
+    }
+    let slot = gm.slot as usize;
+    // SAFETY: the slot is committed and now ours alone (live bit was clear and we set it).
+    unsafe {
+        if gl.cfg.zero && off & FRESH == 0 && !is_zero(p, slot) {
+            fatal(Fault::WriteAfterFree, Op::Malloc, p as usize);
+        }
+        if gl.cfg.canary {
+            write_canary(gl, p, size, slot);
+        }
+    }
+    p
+}
+
+#[cold]
+#[inline(never)]
+pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
+    if !ensure_init() {
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    let gl = g();
+    let c = if size > gl.small_max || align > os::PAGE {
+        None
+    } else if align <= 16 {
+        Some(if size == 0 {
+            0
+        } else {
+            class_of(size + gl.extra)
+        })
+    } else {
+        // Slot addresses are multiples of the slot size from a page-aligned slab
+        // start: a class whose slot size is a multiple of `align` aligns every slot.
+        let mut c = class_of(size.max(1) + gl.extra);
+        while c < NCLASS && slot_size(c) % align != 0 {
+            c += 1;
+        }
+        (c < NCLASS).then_some(c)
+    };
+    let Some(c) = c else {
+        return large::alloc(size, align);
+    };
+    let t = tc();
+    // SAFETY: this thread's cache; see `malloc`.
+    let state = unsafe { (*t).state };
+    if state == T_UNINIT {
+        init_thread(t);
+    }
+    // SAFETY: as above.
+    if unsafe { (*t).state } == T_ACTIVE {
+        // SAFETY: as above.
+        unsafe {
+            if (*t).count[c] == 0 {
+                refill(t, c);
+            }
+            let n = (*t).count[c] as usize;
+            if n > 0 {
+                let off = (*t).slots[c][n - 1];
+                (*t).count[c] = (n - 1) as u8;
+                (*t).allocs += 1;
+                return finish(gl, c, off, size);
+            }
+        }
+    } else {
+        let mut one = [Claimed {
+            slab: 0,
+            slot: 0,
+            fresh: false,
+        }; 1];
+        if claim(c, &mut one, os::random_u64()) == 1 {
+            COUNTERS.allocs.fetch_add(1, Ordering::Relaxed);
+            return finish(gl, c, encode(gl, c, one[0]), size);
+        }
+    }
+    os::set_errno(libc::ENOMEM);
+    ptr::null_mut()
+}
+
+#[inline]
+fn encode(gl: &Globals, c: usize, cl: Claimed) -> u32 {
+    let gm = &gl.geom[c];
+    cl.slab * gm.stride + cl.slot * gm.slot + if cl.fresh { FRESH } else { 0 }
+}
+
+fn slabs_view(gm: &Geom) -> Slabs<'static> {
+    // SAFETY: the class's metadata arrays are reserved for `max_slabs` slabs for the
+    // life of the process, and this view is used only under the class lock, which
+    // makes it the only access to them (free reads only the atomic `frontier`).
+    unsafe {
+        Slabs {
+            meta: core::slice::from_raw_parts_mut(gm.meta, gm.max_slabs as usize),
+            bits: core::slice::from_raw_parts_mut(
+                gm.free_bits,
+                gm.max_slabs as usize * gm.words as usize,
+            ),
+            words: gm.words as usize,
+            nslots: gm.nslots,
+        }
+    }
+}
+
+/// Claim up to `out.len()` slots of class `c` from the central state.
+fn claim(c: usize, out: &mut [Claimed], rng: u64) -> usize {
+    let gl = g();
+    let gm = &gl.geom[c];
+    let mut central = CLASSES[c].central.lock();
+    let mut view = slabs_view(gm);
+    let got = central.claim(&mut view, out, rng, |idx| {
+        let start = (gl.base + (c << REGION_SHIFT) + idx as usize * gm.stride as usize) as *mut u8;
+        // SAFETY: slab `idx` lies inside the class region we reserved (`idx <
+        // max_slabs`) and is not yet committed; class 0 stays inaccessible.
+        if c != 0 && !unsafe { os::commit(start, gm.slab_bytes as usize) } {
+            return false;
+        }
+        CLASSES[c].committed.store(idx + 1, Ordering::Release);
+        COUNTERS
+            .committed
+            .fetch_add(gm.slab_bytes as usize, Ordering::Relaxed);
+        true
+    });
+    drop(central);
+    add_in_use(got * gm.slot as usize);
+    got
+}
+
+/// Return slots (region offsets) of class `c` to the central state.
+fn release(c: usize, offs: &[u32]) {
+    let gl = g();
+    let gm = &gl.geom[c];
+    let keep = gl.cfg.decommit as u32;
+    let mut central = CLASSES[c].central.lock();
+    let mut view = slabs_view(gm);
+    for &off in offs {
+        let ro = off & !FRESH;
+        let slab = gm.stride_div.div(ro);
+        let index = gm.slot_div.div(ro - slab * gm.stride);
+        match central.release(&mut view, slab, index, keep) {
+            Ok(None) => {}
+            Ok(Some(s)) => {
+                decommit_slab(gl, c, s);
+                central.decommitted(&mut view, s);
+            }
+            Err(_) => {
+                drop(central);
+                fatal(
+                    Fault::MetadataCorruption,
+                    Op::Free,
+                    slot_addr(gl.base, c, off),
+                )
+            }
+        }
+    }
+    drop(central);
+    sub_in_use(offs.len() * gm.slot as usize);
+}
+
+fn decommit_slab(gl: &Globals, c: usize, slab: u32) {
+    if c == 0 {
+        return;
+    }
+    let gm = &gl.geom[c];
+    let start = (gl.base + (c << REGION_SHIFT) + slab as usize * gm.stride as usize) as *mut u8;
+    // SAFETY: the slab is committed and empty (no live, cached or quarantined slot:
+    // all its bits are back in the central state, whose lock we hold).
+    unsafe { os::decommit(start, gm.slab_bytes as usize) };
+}
+
+/// Fill the thread's cache of class `c` with half its capacity, shuffled.
+fn refill(t: *mut ThreadCache, c: usize) {
+    let gl = g();
+    let want = cap_of(c).div_ceil(2);
+    let mut buf = [Claimed {
+        slab: 0,
+        slot: 0,
+        fresh: false,
+    }; TCACHE_MAX];
+    let rng = next_rand(t);
+    let got = claim(c, &mut buf[..want], rng);
+    if gl.cfg.random {
+        for i in (1..got).rev() {
+            let j = (next_rand(t) % (i as u64 + 1)) as usize;
+            buf.swap(i, j);
+        }
+    }
+    // SAFETY: this thread's cache; no other reference is live.
+    unsafe {
+        let n = (*t).count[c] as usize;
+        for (k, cl) in buf[..got].iter().enumerate() {
+            (*t).slots[c][n + k] = encode(gl, c, *cl);
+        }
+        (*t).count[c] = (n + got) as u8;
+        flush_counts(t);
+    }
+}
+
+/// Move the thread's op counters into the process counters.
+fn flush_counts(t: *mut ThreadCache) {
+    // SAFETY: this thread's cache.
+    unsafe {
+        COUNTERS.allocs.fetch_add((*t).allocs, Ordering::Relaxed);
+        COUNTERS.frees.fetch_add((*t).frees, Ordering::Relaxed);
+        (*t).allocs = 0;
+        (*t).frees = 0;
+    }
+}
+
+#[cold]
+fn init_thread(t: *mut ThreadCache) {
+    // SAFETY: this thread's cache; the state write ends before the call below, which
+    // may re-enter malloc and must then see BYPASS.
+    unsafe {
+        (*t).state = T_BYPASS;
+        (*t).rng = os::random_u64();
+    }
+    let key = KEY.load(Ordering::Relaxed);
+    if key == u32::MAX {
+        return; // no destructor possible: stay in bypass mode, still correct.
+    }
+    // SAFETY: `key` came from pthread_key_create; any non-null value arms the
+    // destructor. For keys past glibc's first 32 this may call calloc, which finds
+    // this thread in BYPASS and is served from the central state.
+    if unsafe { libc::pthread_setspecific(key, ptr::dangling::<libc::c_void>()) } == 0 {
+        // SAFETY: as above.
+        unsafe { (*t).state = T_ACTIVE };
+    }
+}
+
+/// pthread key destructor: return the thread's cached and quarantined slots.
+extern "C" fn thread_exit(_: *mut libc::c_void) {
+    let t = tc();
+    // SAFETY: this thread's cache; switching to BYPASS first means frees made by
+    // later TLS destructors go straight to the central state.
+    unsafe { (*t).state = T_BYPASS };
+    drain(t);
+}
+
+/// Return every cached and quarantined slot of this thread to the central state.
+fn drain(t: *mut ThreadCache) {
+    let gl = g();
+    // SAFETY: this thread's cache; `release` does not touch it.
+    unsafe {
+        let q = (*t).qlen;
+        (*t).qlen = 0;
+        for i in 0..q {
+            let p = (*t).quarantine[i];
+            let off = p - gl.base;
+            release(off >> REGION_SHIFT, &[off as u32]);
+        }
+        for c in 0..NCLASS {
+            let n = (*t).count[c] as usize;
+            (*t).count[c] = 0;
+            if n > 0 {
+                let slots = (*t).slots[c];
+                release(c, &slots[..n]);
+            }
+        }
+    }
+    flush_counts(t);
+}
+
+// ---------------------------------------------------------------------------------
+// free
+// ---------------------------------------------------------------------------------
+
+/// Free `p` (non-null) found by `op`; `expect` is the size free_sized was told.
+#[inline]
+pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
+    let gl = g();
+    let off = (p as usize).wrapping_sub(gl.base);
+    if off >= NCLASS << REGION_SHIFT || gl.base == 0 {
+        return large::free(p, op, expect);
+    }
+    let s = match locate(off) {
+        Ok(s) => s,
+        Err(f) => fatal(f, op, p as usize),
+    };
+    let gm = &gl.geom[s.class];
+    if !bit_clear(live_word(gm, s.slab, s.index), s.index % 64) {
+        fatal(not_live_fault(&s, Fault::DoubleFree), op, p as usize);
+    }
+    if s.class != 0 {
+        let slot = gm.slot as usize;
+        if gl.cfg.canary {
+            // SAFETY: the slot is committed and was live until the bit clear above,
+            // which made it ours alone.
+            match unsafe { read_canary(gl, p, slot) } {
+                Some(size) => {
+                    if expect.is_some_and(|e| e != size) {
+                        fatal(Fault::SizeMismatch, op, p as usize);
+                    }
+                }
+                None => fatal(Fault::HeapOverflow, op, p as usize),
+            }
+        } else if expect.is_some_and(|e| e + gl.extra > slot || class_of(e.max(1)) != s.class) {
+            fatal(Fault::SizeMismatch, op, p as usize);
+        }
+        if gl.cfg.zero {
+            // SAFETY: as above: the slot is ours and writable.
+            unsafe { ptr::write_bytes(p, 0, slot) };
+        }
+    } else if expect.is_some_and(|e| e != 0) {
+        fatal(Fault::SizeMismatch, op, p as usize);
+    }
+    retire(gl, p as usize, off as u32, s.class);
+}
+
+/// Put a freed (not live, zeroed) slot into the quarantine or the cache.
+#[inline]
+fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
+    let t = tc();
+    // SAFETY: this thread's cache; no reference is held across calls that could
+    // re-enter (flush/release do not touch the cache).
+    unsafe {
+        if (*t).state != T_ACTIVE {
+            release(c, &[off]);
+            COUNTERS.frees.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        (*t).frees += 1;
+        let (mut addr, mut off, mut c) = (addr, off, c);
+        let q = gl.cfg.quarantine;
+        if q > 0 {
+            let n = (*t).qlen;
+            if n < q {
+                (*t).quarantine[n] = addr;
+                (*t).qlen = n + 1;
+                return;
+            }
+            let i = (next_rand(t) % q as u64) as usize;
+            let old = (*t).quarantine[i];
+            (*t).quarantine[i] = addr;
+            addr = old;
+            let o = addr - gl.base;
+            off = o as u32;
+            c = o >> REGION_SHIFT;
+        }
+        let _ = addr;
+        let n = (*t).count[c] as usize;
+        if n >= cap_of(c) {
+            flush(t, c);
+        }
+        let n = (*t).count[c] as usize;
+        (*t).slots[c][n] = off;
+        (*t).count[c] = (n + 1) as u8;
+    }
+}
+
+/// Return the older half of the thread's cache of class `c`.
+#[cold]
+fn flush(t: *mut ThreadCache, c: usize) {
+    // SAFETY: this thread's cache.
+    unsafe {
+        let n = (*t).count[c] as usize;
+        let k = n.div_ceil(2);
+        let batch = (*t).slots[c];
+        release(c, &batch[..k]);
+        (*t).slots[c].copy_within(k..n, 0);
+        (*t).count[c] = (n - k) as u8;
+    }
+    flush_counts(t);
+}
+
+// ---------------------------------------------------------------------------------
+// Queries
+// ---------------------------------------------------------------------------------
+
+/// The requested size of live block `p` (non-null); faults on anything else.
+pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
+    let gl = g();
+    let off = (p as usize).wrapping_sub(gl.base);
+    if off >= NCLASS << REGION_SHIFT || gl.base == 0 {
+        return large::usable_size(p, op);
+    }
+    let s = match locate(off) {
+        Ok(s) => s,
+        Err(f) => fatal(f, op, p as usize),
+    };
+    let gm = &gl.geom[s.class];
+    let bit = 1u64 << (s.index % 64);
+    if live_word(gm, s.slab, s.index).load(Ordering::Acquire) & bit == 0 {
+        fatal(not_live_fault(&s, Fault::UseAfterFree), op, p as usize);
+    }
+    if s.class == 0 {
+        return 0;
+    }
+    if gl.cfg.canary {
+        // SAFETY: the slot is committed and live.
+        match unsafe { read_canary(gl, p, gm.slot as usize) } {
+            Some(n) => n,
+            None => fatal(Fault::HeapOverflow, op, p as usize),
+        }
+    } else {
+        gm.slot as usize
+    }
+}
+
+/// Resize in place if the new size stays in the same slot; returns false otherwise.
+/// `p` is a live small block whose requested size is `old`.
+pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    let gl = g();
+    let off = (p as usize).wrapping_sub(gl.base);
+    if off >= NCLASS << REGION_SHIFT || gl.base == 0 {
+        return large::resize_in_place(p, old, new);
+    }
+    let c = off >> REGION_SHIFT;
+    if c == 0 || new == 0 || new > gl.small_max || class_of(new + gl.extra) != c {
+        return false;
+    }
+    if gl.cfg.canary {
+        // SAFETY: `p` is a live slot of class `c` (validated by the caller through
+        // usable_size); the canary write stays inside it.
+        unsafe {
+            if new > old {
+                // The old slack held the pattern; the grown part reads as zero.
+                ptr::write_bytes(p.add(old), 0, new - old);
+            }
+            write_canary(gl, p, new, gl.geom[c].slot as usize);
+        }
+    }
+    true
+}
+
+/// Flush this thread's cache and quarantine, drop the pages of every empty slab and
+/// the large cache. True if anything was released.
+pub(crate) fn trim() -> bool {
+    if STATE.load(Ordering::Acquire) != READY {
+        return false;
+    }
+    let t = tc();
+    // SAFETY: this thread's cache.
+    if unsafe { (*t).state } == T_ACTIVE {
+        drain(t);
+    }
+    let gl = g();
+    let mut released = false;
+    for c in 1..NCLASS {
+        let gm = &gl.geom[c];
+        let mut central = CLASSES[c].central.lock();
+        let mut view = slabs_view(gm);
+        let mut list = [0u32; 64];
+        loop {
+            let mut n = 0;
+            central.empty_slabs(&view, |s| {
+                if n < list.len() {
+                    list[n] = s;
+                    n += 1;
+                }
+            });
+            if n == 0 {
+                break;
+            }
+            for &s in &list[..n] {
+                decommit_slab(gl, c, s);
+                central.decommitted(&mut view, s);
+            }
+            released = true;
+        }
+    }
+    large::trim() || released
+}
+
+/// The fault hook: count it and emit the report line if asked.
+pub(crate) fn on_fault() {
+    COUNTERS.faults.fetch_add(1, Ordering::Relaxed);
+    report();
+}
+
+static REPORTED: AtomicU8 = AtomicU8::new(0);
+
+/// Write the report line once per process if `stats` is on.
+pub fn report() {
+    if STATE.load(Ordering::Acquire) != READY {
+        return;
+    }
+    let gl = g();
+    if !gl.cfg.stats || REPORTED.swap(1, Ordering::AcqRel) != 0 {
+        return;
+    }
+    let t = tc();
+    // SAFETY: this thread's cache; reading its counters.
+    let (a, f) = unsafe { ((*t).allocs, (*t).frees) };
+    let mut l = Line::new();
+    l.push(b"engram-malloc: report pid=")
+        .dec(os::pid() as u64)
+        .push(b" allocs=")
+        .dec(COUNTERS.allocs.load(Ordering::Relaxed) + a)
+        .push(b" frees=")
+        .dec(COUNTERS.frees.load(Ordering::Relaxed) + f)
+        .push(b" peak_bytes=")
+        .dec(COUNTERS.peak.load(Ordering::Relaxed) as u64)
+        .push(b" faults=")
+        .dec(COUNTERS.faults.load(Ordering::Relaxed))
+        .push(b"\n");
+    os::write_all(gl.cfg.stats_fd, l.as_bytes());
+}
+
+/// Allow a forked child to report again.
+fn reset_report_after_fork() {
+    REPORTED.store(0, Ordering::Relaxed);
+}
+
+/// The current thread's unflushed op counters (for `stats()`).
+pub(crate) fn thread_counts() -> (u64, u64) {
+    let t = tc();
+    // SAFETY: this thread's cache.
+    unsafe { ((*t).allocs, (*t).frees) }
+}
+
+extern "C" fn fork_prepare() {
+    large::lock_for_fork();
+    for c in &CLASSES {
+        c.central.force_lock();
+    }
+}
+
+extern "C" fn fork_parent() {
+    for c in CLASSES.iter().rev() {
+        // SAFETY: taken by fork_prepare in this thread.
+        unsafe { c.central.force_unlock() };
+    }
+    large::unlock_after_fork();
+}
+
+extern "C" fn fork_child() {
+    for c in CLASSES.iter().rev() {
+        // SAFETY: taken by fork_prepare in the parent thread that is now the
+        // child's only thread.
+        unsafe { c.central.force_unlock() };
+    }
+    large::unlock_after_fork();
+    reset_report_after_fork();
+}
+
+/// The configuration in force (defaults before init).
+pub(crate) fn config() -> Config {
+    g().cfg
+}
+
+/// The canary fill byte and whether canaries are on (for the large path).
+pub(crate) fn canary_pattern() -> Option<u8> {
+    let gl = g();
+    gl.cfg.canary.then_some(gl.pattern)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_division_is_exact() {
+        let ds: [u64; 8] = [
+            16,
+            48,
+            80,
+            112,
+            160,
+            1 << 20,
+            (1 << 20) + 4096,
+            81920 * 16 + 4096,
+        ];
+        for d in ds
+            .into_iter()
+            .chain((1..NCLASS).map(|c| slot_size(c) as u64))
+        {
+            let m = Magic::new(d);
+            let mut n: u64 = 0;
+            while n < 1 << 32 {
+                for k in [n, n + 1, n.saturating_sub(1), n + d - 1] {
+                    if k < 1 << 32 {
+                        assert_eq!(u64::from(m.div(k as u32)), k / d, "n={k} d={d}");
+                    }
+                }
+                n += d * 997 + 13;
+            }
+            assert_eq!(u64::from(m.div(u32::MAX)), u64::from(u32::MAX) / d);
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Large blocks (above 128 KiB, or aligned past a page): one mapping each with a
+//! guard page after it, recorded out of band in an open-addressing table keyed by
+//! address.
+//!
+//! ```text
+//!   mapping: [ block, `map` bytes RW ......... |canary to page end| ][guard]
+//!   record:  addr -> { size (requested), map (RW bytes) }       (table, own mapping)
+//!   cache:   up to 64 freed mappings (zeroed) kept for reuse, <= large_cache bytes
+//! ```
+//!
+//! Repeated large blocks are the hardened allocators' worst case when every free
+//! unmaps and every malloc faults fresh pages in; the cache keeps freed mappings
+//! (zeroed at free, checked zero at reuse, so a write after free is still caught)
+//! and reuses one whose size is within 25 % of the request.
+
+use core::ptr;
+
+use crate::fault::{Fault, Op, fatal};
+use crate::heap::{add_in_use, canary_pattern, config, is_zero, sub_in_use};
+use crate::os::{self, PAGE};
+use crate::sync::SpinLock;
+
+/// Table capacity (power of two); a million live large blocks is 128 GiB or more.
+const TABLE_CAP: usize = 1 << 20;
+const CACHE_CAP: usize = 64;
+const RECENT: usize = 256;
+
+#[derive(Clone, Copy)]
+struct Rec {
+    /// Block start; 0 = empty entry.
+    addr: usize,
+    /// Requested size.
+    size: usize,
+    /// Read-write bytes of the mapping (a page multiple); the guard page follows.
+    map: usize,
+}
+
+struct State {
+    table: *mut Rec,
+    live: usize,
+    live_bytes: usize,
+    cache: [(usize, usize); CACHE_CAP],
+    ncache: usize,
+    cache_bytes: usize,
+    /// Recently freed block addresses, to tell a double free from a wild pointer.
+    recent: [usize; RECENT],
+    recent_pos: usize,
+}
+
+// SAFETY: `table` points into a process-lifetime mapping that is only reached under
+// the lock that owns this state.
+unsafe impl Send for State {}
+
+static LARGE: SpinLock<State> = SpinLock::new(State {
+    table: ptr::null_mut(),
+    live: 0,
+    live_bytes: 0,
+    cache: [(0, 0); CACHE_CAP],
+    ncache: 0,
+    cache_bytes: 0,
+    recent: [0; RECENT],
+    recent_pos: 0,
+});
+
+/// Reserve the record table. Called once from heap init.
+pub(crate) fn init() {
+    let bytes = TABLE_CAP * core::mem::size_of::<Rec>();
+    let t = os::reserve(bytes);
+    // SAFETY: `t` is our fresh reservation; committing it RW lets pages fill lazily.
+    if !t.is_null() && unsafe { os::commit(t, bytes) } {
+        LARGE.lock().table = t.cast();
+    }
+}
+
+#[inline]
+fn hash(addr: usize) -> usize {
+    os::mix64((addr >> 12) as u64) as usize & (TABLE_CAP - 1)
+}
+
+impl State {
+    fn slot(&self, i: usize) -> &Rec {
+        // SAFETY: `i < TABLE_CAP` (all callers mask), the table holds TABLE_CAP
+        // records, and the lock owning `self` makes this the only access.
+        unsafe { &*self.table.add(i) }
+    }
+
+    fn slot_mut(&mut self, i: usize) -> &mut Rec {
+        // SAFETY: as in `slot`; `&mut self` makes the access exclusive.
+        unsafe { &mut *self.table.add(i) }
+    }
+
+    fn find(&self, addr: usize) -> Option<usize> {
+        if self.table.is_null() {
+            return None;
+        }
+        let mut i = hash(addr);
+        loop {
+            let r = self.slot(i);
+            if r.addr == addr {
+                return Some(i);
+            }
+            if r.addr == 0 {
+                return None;
+            }
+            i = (i + 1) & (TABLE_CAP - 1);
+        }
+    }
+
+    fn insert(&mut self, rec: Rec) -> bool {
+        if self.table.is_null() || self.live >= TABLE_CAP / 2 {
+            return false;
+        }
+        let mut i = hash(rec.addr);
+        while self.slot(i).addr != 0 {
+            i = (i + 1) & (TABLE_CAP - 1);
+        }
+        *self.slot_mut(i) = rec;
+        self.live += 1;
+        self.live_bytes += rec.map;
+        true
+    }
+
+    /// Remove entry `i` with backward-shift deletion (no tombstones).
+    fn remove(&mut self, mut i: usize) -> Rec {
+        let rec = *self.slot(i);
+        self.live -= 1;
+        self.live_bytes -= rec.map;
+        let mut j = i;
+        loop {
+            j = (j + 1) & (TABLE_CAP - 1);
+            let r = *self.slot(j);
+            if r.addr == 0 {
+                break;
+            }
+            let h = hash(r.addr);
+            // Move r back to i if its home is not in (i, j] cyclically.
+            let home_between = if i <= j {
+                i < h && h <= j
+            } else {
+                i < h || h <= j
+            };
+            if !home_between {
+                *self.slot_mut(i) = r;
+                i = j;
+            }
+        }
+        self.slot_mut(i).addr = 0;
+        rec
+    }
+
+    /// Take a cached mapping of at least `pages` bytes and at most 25 % more.
+    fn take_cached(&mut self, bytes: usize, align: usize) -> Option<(usize, usize)> {
+        let mut best: Option<usize> = None;
+        for k in 0..self.ncache {
+            let (a, m) = self.cache[k];
+            if m >= bytes
+                && m - bytes <= bytes / 4
+                && a % align == 0
+                && best.is_none_or(|b| self.cache[b].1 > m)
+            {
+                best = Some(k);
+            }
+        }
+        let k = best?;
+        let e = self.cache[k];
+        self.ncache -= 1;
+        self.cache[k] = self.cache[self.ncache];
+        self.cache_bytes -= e.1;
+        Some(e)
+    }
+}
+
+fn guard_len() -> usize {
+    if config().guard { PAGE } else { 0 }
+}
+
+/// Map a new block of `map` RW bytes aligned to `align`, followed by a guard page.
+fn map_new(map: usize, align: usize) -> *mut u8 {
+    let guard = guard_len();
+    let extra = if align > PAGE { align } else { 0 };
+    let Some(len) = map.checked_add(guard).and_then(|l| l.checked_add(extra)) else {
+        return ptr::null_mut();
+    };
+    let raw = os::map_rw(len);
+    if raw.is_null() {
+        return ptr::null_mut();
+    }
+    let start = (raw as usize).next_multiple_of(align.max(PAGE));
+    let head = start - raw as usize;
+    let tail = len - head - map - guard;
+    // SAFETY: `[raw, raw+len)` is the mapping just made; head and tail trimming and
+    // the guard stay inside it and nothing uses those parts.
+    unsafe {
+        if head > 0 {
+            os::unmap(raw, head);
+        }
+        if tail > 0 {
+            os::unmap((start + map + guard) as *mut u8, tail);
+        }
+        if guard > 0 && !os::protect_none((start + map) as *mut u8, guard) {
+            os::unmap(start as *mut u8, map + guard);
+            return ptr::null_mut();
+        }
+    }
+    start as *mut u8
+}
+
+/// Fill the canary from `size` to the end of its page.
+///
+/// # Safety
+/// `[p, p + round_up(size, PAGE))` is writable and ours.
+unsafe fn write_canary(p: *mut u8, size: usize, pattern: u8) {
+    let end = size.next_multiple_of(PAGE);
+    // SAFETY: the caller guarantees the bounds.
+    unsafe { ptr::write_bytes(p.add(size), pattern, end - size) };
+}
+
+/// Check the canary from `size` to the end of its page.
+///
+/// # Safety
+/// As for [`write_canary`], readable.
+unsafe fn canary_ok(p: *mut u8, size: usize, pattern: u8) -> bool {
+    let end = size.next_multiple_of(PAGE);
+    // SAFETY: the caller guarantees the bounds.
+    let s = unsafe { core::slice::from_raw_parts(p.add(size), end - size) };
+    s.iter().all(|&b| b == pattern)
+}
+
+/// Allocate a large block; null with ENOMEM on failure.
+pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
+    let align = align.max(16);
+    let Some(map) = size.max(1).checked_next_multiple_of(PAGE) else {
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    };
+    if map > isize::MAX as usize / 2 {
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    let cached = LARGE.lock().take_cached(map, align);
+    let (p, map) = match cached {
+        Some((a, m)) => {
+            let p = a as *mut u8;
+            // SAFETY: a cached mapping of `m` RW bytes, zeroed at free and used by
+            // nobody since.
+            if config().zero && !unsafe { is_zero(p, m) } {
+                fatal(Fault::WriteAfterFree, Op::Malloc, a);
+            }
+            (p, m)
+        }
+        None => {
+            let p = map_new(map, align);
+            if p.is_null() {
+                os::set_errno(libc::ENOMEM);
+                return ptr::null_mut();
+            }
+            (p, map)
+        }
+    };
+    if let Some(pat) = canary_pattern() {
+        // SAFETY: `size <= map`, the page end of `size` is inside the RW part.
+        unsafe { write_canary(p, size, pat) };
+    }
+    let mut st = LARGE.lock();
+    if !st.insert(Rec {
+        addr: p as usize,
+        size,
+        map,
+    }) {
+        drop(st);
+        // SAFETY: the mapping was made or taken above and is not recorded anywhere.
+        unsafe { os::unmap(p, map + guard_len()) };
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    drop(st);
+    crate::heap::COUNTERS
+        .allocs
+        .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    add_in_use(map);
+    p
+}
+
+/// Classify a pointer that is not a live large block.
+fn unknown(st: &State, p: usize) -> Fault {
+    if p != 0 && st.recent.contains(&p) {
+        return Fault::DoubleFree;
+    }
+    if !st.table.is_null() {
+        for i in 0..TABLE_CAP {
+            let r = st.slot(i);
+            if r.addr != 0 && p > r.addr && p < r.addr + r.map {
+                return Fault::InteriorPointer;
+            }
+        }
+    }
+    Fault::InvalidPointer
+}
+
+/// Free a large block (or fault on a pointer that is not one).
+pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
+    let addr = p as usize;
+    let mut st = LARGE.lock();
+    let Some(i) = st.find(addr) else {
+        let f = unknown(&st, addr);
+        drop(st);
+        fatal(f, op, addr);
+    };
+    let rec = *st.slot(i);
+    if expect.is_some_and(|e| e != rec.size) {
+        drop(st);
+        fatal(Fault::SizeMismatch, op, addr);
+    }
+    if let Some(pat) = canary_pattern() {
+        // SAFETY: the block is live and its first `map` bytes are RW.
+        if !unsafe { canary_ok(p, rec.size, pat) } {
+            drop(st);
+            fatal(Fault::HeapOverflow, op, addr);
+        }
+    }
+    st.remove(i);
+    let pos = st.recent_pos;
+    st.recent[pos] = addr;
+    st.recent_pos = (pos + 1) % RECENT;
+    let limit = config().large_cache;
+    let cacheable = rec.map <= limit / 4;
+    drop(st);
+    sub_in_use(rec.map);
+    crate::heap::COUNTERS
+        .frees
+        .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    if cacheable {
+        // Zero outside the lock: the block is unreachable for other threads now.
+        // SAFETY: the block was ours and is no longer recorded as live.
+        unsafe { ptr::write_bytes(p, 0, rec.size.next_multiple_of(PAGE)) };
+        let mut st = LARGE.lock();
+        let mut evicted = [(0usize, 0usize); 4];
+        let mut ne = 0;
+        while (st.ncache == CACHE_CAP || st.cache_bytes + rec.map > limit)
+            && st.ncache > 0
+            && ne < 4
+        {
+            // Evict the oldest entry (index 0); order is not kept exactly, which is fine.
+            let e = st.cache[0];
+            st.ncache -= 1;
+            let last = st.ncache;
+            st.cache[0] = st.cache[last];
+            st.cache_bytes -= e.1;
+            evicted[ne] = e;
+            ne += 1;
+        }
+        let fits = st.ncache < CACHE_CAP && st.cache_bytes + rec.map <= limit;
+        if fits {
+            let n = st.ncache;
+            st.cache[n] = (addr, rec.map);
+            st.ncache += 1;
+            st.cache_bytes += rec.map;
+        }
+        drop(st);
+        let g = guard_len();
+        for &(a, m) in &evicted[..ne] {
+            // SAFETY: evicted cache entries are mappings nobody uses.
+            unsafe { os::unmap(a as *mut u8, m + g) };
+        }
+        if !fits {
+            // SAFETY: as above, the block is ours and unused.
+            unsafe { os::unmap(p, rec.map + g) };
+        }
+    } else {
+        // SAFETY: the block is ours and unused; unmapping drops its contents.
+        unsafe { os::unmap(p, rec.map + guard_len()) };
+    }
+}
+
+/// Requested size of a live large block.
+pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
+    let st = LARGE.lock();
+    match st.find(p as usize) {
+        Some(i) => st.slot(i).size,
+        None => {
+            let f = unknown(&st, p as usize);
+            let f = if f == Fault::DoubleFree {
+                Fault::UseAfterFree
+            } else {
+                f
+            };
+            drop(st);
+            fatal(f, op, p as usize)
+        }
+    }
+}
+
+/// Grow or shrink a live large block inside its mapping when the new size keeps at
+/// least half of it used.
+pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    let mut st = LARGE.lock();
+    let Some(i) = st.find(p as usize) else {
+        return false;
+    };
+    let map = st.slot(i).map;
+    if new > map || new <= map / 2 || new <= crate::size_class::MAX_SMALL {
+        return false;
+    }
+    let old_end = old.next_multiple_of(PAGE);
+    let new_end = new.next_multiple_of(PAGE);
+    // SAFETY: both ends are inside the block's `map` RW bytes and the block is live
+    // and owned by the caller, who is not using it during realloc.
+    unsafe {
+        if new > old {
+            ptr::write_bytes(p.add(old), 0, old_end.min(new) - old);
+        } else if new_end < old_end {
+            // Freed at the next free only up to the new size: zero the rest now.
+            os::decommit(p.add(new_end), old_end - new_end);
+        }
+        if let Some(pat) = canary_pattern() {
+            write_canary(p, new, pat);
+        }
+    }
+    st.slot_mut(i).size = new;
+    true
+}
+
+/// Unmap every cached block. True if anything was released.
+pub(crate) fn trim() -> bool {
+    let mut st = LARGE.lock();
+    let n = st.ncache;
+    let entries = st.cache;
+    st.ncache = 0;
+    st.cache_bytes = 0;
+    drop(st);
+    let g = guard_len();
+    for &(a, m) in &entries[..n] {
+        // SAFETY: cached blocks are mappings nobody uses.
+        unsafe { os::unmap(a as *mut u8, m + g) };
+    }
+    n > 0
+}
+
+/// (live large blocks, their bytes, cached bytes) for mallinfo.
+pub(crate) fn totals() -> (usize, usize, usize) {
+    let st = LARGE.lock();
+    (st.live, st.live_bytes, st.cache_bytes)
+}
+
+pub(crate) fn lock_for_fork() {
+    LARGE.force_lock();
+}
+
+pub(crate) fn unlock_after_fork() {
+    // SAFETY: taken by `lock_for_fork` in this (or the forking) thread.
+    unsafe { LARGE.force_unlock() };
+}

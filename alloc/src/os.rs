@@ -1,0 +1,172 @@
+//! The OS page layer: reserve, commit, decommit, guard, and the few raw syscalls the
+//! allocator needs (write for fault reports, getrandom for secrets).
+//!
+//! Every function here is a thin wrapper over one syscall. None allocates, logs or
+//! panics; failures come back as `false` / null so the caller decides (malloc returns
+//! NULL with ENOMEM, a fault path aborts). Other engram layers reuse this module for
+//! their own reservations.
+
+use core::ptr;
+
+/// Page size this layer assumes; checked against `sysconf` at init.
+pub const PAGE: usize = 4096;
+
+/// Reserve `len` bytes of address space with no access and no swap accounting.
+///
+/// Postcondition: the range reads as zero once committed; null on failure.
+pub fn reserve(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no
+    // existing memory; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Map `len` fresh zeroed read-write bytes at a kernel-chosen address; null on failure.
+pub fn map_rw(len: usize) -> *mut u8 {
+    // SAFETY: as in `reserve`: a new anonymous mapping aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Make `[p, p+len)` readable and writable (commit).
+///
+/// # Safety
+/// `p` is page-aligned and the range lies inside a mapping this crate owns; no live
+/// Rust reference covers it with a conflicting assumption.
+pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
+    // SAFETY: the caller guarantees the range is ours and page-aligned.
+    unsafe { libc::mprotect(p.cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+}
+
+/// Make `[p, p+len)` inaccessible (guard).
+///
+/// # Safety
+/// As for [`commit`]; additionally nothing may still use the range.
+pub unsafe fn protect_none(p: *mut u8, len: usize) -> bool {
+    // SAFETY: the caller guarantees the range is ours, page-aligned and unused.
+    unsafe { libc::mprotect(p.cast(), len, libc::PROT_NONE) == 0 }
+}
+
+/// Drop the pages of `[p, p+len)`; they read as zero afterwards and RSS drops now.
+///
+/// # Safety
+/// The range is a page-aligned private anonymous mapping of ours holding no live data.
+pub unsafe fn decommit(p: *mut u8, len: usize) -> bool {
+    // SAFETY: the caller guarantees no live data is in the range; DONTNEED on a
+    // private anonymous mapping only replaces pages by zero pages.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) == 0 }
+}
+
+/// Unmap `[p, p+len)`.
+///
+/// # Safety
+/// The range is a page-aligned mapping of ours that nothing uses any more.
+pub unsafe fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: the caller guarantees the range is ours and unused. A failing munmap
+    // leaves the mapping in place, which only costs address space.
+    unsafe {
+        libc::munmap(p.cast(), len);
+    }
+}
+
+/// Write all of `buf` to `fd`, retrying on EINTR and short writes; errors are dropped
+/// (a fault report must never fail the abort that follows it).
+pub fn write_all(fd: i32, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid readable slice for its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n > 0 {
+            buf = &buf[n as usize..];
+        } else if n < 0 && errno() == libc::EINTR {
+            continue;
+        } else {
+            return;
+        }
+    }
+}
+
+/// 64 random bits from the kernel, or a mix of address and clock bits if getrandom is
+/// refused (seccomp, very old kernels).
+pub fn random_u64() -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: `v` is a valid 8-byte buffer on our stack; raw syscall, no allocation.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getrandom,
+            (&raw mut v).cast::<u8>(),
+            8usize,
+            libc::GRND_NONBLOCK,
+        )
+    };
+    if n == 8 {
+        return v;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let stack = (&raw const v) as u64;
+    mix64(stack ^ (ts.tv_nsec as u64).rotate_left(32) ^ ts.tv_sec as u64)
+}
+
+/// The thread's errno.
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Set the thread's errno.
+pub fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// The process id (a raw syscall: glibc caches it, and that cache is wrong in a
+/// child made by a raw clone).
+pub fn pid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
+/// Abort the process (SIGABRT), never returning.
+pub fn abort() -> ! {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// A strong 64-bit mixer (splitmix64 finaliser); not cryptographic, used to derive
+/// per-slot canaries from the process secret.
+#[inline]
+pub const fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

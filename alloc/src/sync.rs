@@ -1,0 +1,155 @@
+//! The allocator's only lock, and the atomics it is built on.
+//!
+//! `std::sync::Mutex` is not usable here: it cannot be held across the fork handlers
+//! (prepare locks, parent/child unlock) and its poisoning path can panic. This is a
+//! test-and-test-and-set lock that yields to the scheduler after a short spin, so a
+//! preempted holder on a 2-core machine does not burn the other core. It never
+//! allocates. Under `--cfg engram_loom` it is built on loom's atomics and modelled in
+//! `loom_models`.
+
+#[cfg(not(engram_loom))]
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(engram_loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use core::cell::UnsafeCell;
+
+/// A spin-then-yield lock protecting a `T`.
+///
+/// Invariant: `state` is 1 exactly while one `SpinGuard` (or a `force_lock` without
+/// its `force_unlock`) exists; `value` is reached only then.
+pub struct SpinLock<T> {
+    state: AtomicU32,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out access to `value` to one thread at a time, so the lock
+// is Sync whenever `T` can be sent between threads.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the `T` it owns.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A new unlocked lock.
+    #[cfg(not(engram_loom))]
+    pub const fn new(value: T) -> Self {
+        SpinLock {
+            state: AtomicU32::new(0),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// A new unlocked lock (loom atomics are not const-constructible).
+    #[cfg(engram_loom)]
+    pub fn new(value: T) -> Self {
+        SpinLock {
+            state: AtomicU32::new(0),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Take the lock.
+    #[inline]
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        if self
+            .state
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+        SpinGuard { lock: self }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let mut spins = 0u32;
+        loop {
+            if self.state.load(Ordering::Relaxed) == 0
+                && self
+                    .state
+                    .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            spins += 1;
+            if spins < 64 && !cfg!(engram_loom) {
+                core::hint::spin_loop();
+            } else {
+                yield_now();
+            }
+        }
+    }
+
+    /// Take the lock without a guard (fork prepare handler).
+    pub fn force_lock(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Release a lock taken by [`force_lock`](Self::force_lock).
+    ///
+    /// # Safety
+    /// The lock is held through `force_lock` and no guard refers to it.
+    pub unsafe fn force_unlock(&self) {
+        self.state.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(engram_loom)]
+fn yield_now() {
+    loom::thread::yield_now();
+}
+
+#[cfg(not(engram_loom))]
+fn yield_now() {
+    // SAFETY: sched_yield has no preconditions and does not allocate.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+/// Access to the value of a held [`SpinLock`]; unlocks on drop.
+pub struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> core::ops::Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while the lock is held (type invariant), so no
+        // other reference to the value exists.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only access.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.state.store(0, Ordering::Release);
+    }
+}
+
+/// Set bit `bit` of `word`; returns whether it was already set (a slot handed out
+/// twice: metadata corruption).
+#[inline]
+pub fn bit_set(word: &AtomicU64, bit: u32) -> bool {
+    let m = 1u64 << bit;
+    word.fetch_or(m, Ordering::AcqRel) & m != 0
+}
+
+/// Clear bit `bit` of `word`; returns whether it was set. Two threads freeing the
+/// same slot race on this one RMW: exactly one sees `true`, the other reports the
+/// double free.
+#[inline]
+pub fn bit_clear(word: &AtomicU64, bit: u32) -> bool {
+    let m = 1u64 << bit;
+    word.fetch_and(!m, Ordering::AcqRel) & m != 0
+}
