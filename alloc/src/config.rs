@@ -68,11 +68,9 @@ impl Config {
                 b"decommit" => c.decommit = val.min(1 << 20) as usize,
                 b"large_cache" => c.large_cache = val.min(1 << 40) as usize,
                 b"stats" => c.stats = val != 0,
-                b"stats_fd" => {
-                    if val <= i32::MAX as u64 {
-                        c.stats = true;
-                        c.stats_fd = val as i32;
-                    }
+                b"stats_fd" if val <= i32::MAX as u64 => {
+                    c.stats = true;
+                    c.stats_fd = val as i32;
                 }
                 _ => {}
             }

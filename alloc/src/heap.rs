@@ -24,16 +24,16 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU8, AtomicUsize};
+use core::sync::atomic::{AtomicU64, AtomicUsize};
 
 use crate::central::{Central, Claimed, SlabMeta, Slabs};
 use crate::config::{Config, QUARANTINE_MAX, TCACHE_MAX};
 use crate::fault::{Fault, Line, Op, fatal};
 use crate::size_class::{
-    MAX_SMALL, NCLASS, REGION_SHIFT, REGION_SIZE, class_of, slab_size, slot_size, slots_per_slab,
-    words_per_slab,
+    MAX_SMALL, NCLASS, REGION_SHIFT, class_of, slab_bytes, slot_size, slots_per_slab, stride_shift,
 };
-use crate::sync::{AtomicU32, AtomicU64, Ordering, SpinLock, bit_clear, bit_set};
+use crate::sync::{AtomicU8, AtomicU32, Ordering, SpinLock, clear_live, mark_live};
+// The heap is never built under loom; its counters use core atomics directly.
 use crate::{large, os};
 
 /// Bytes of the canary word at the end of every slot.
@@ -41,9 +41,13 @@ const TAIL: usize = 8;
 /// Thread-cache entry flag: the slot was never used, so it is known to be zero.
 const FRESH: u32 = 1;
 
-/// Exact division by a constant through one widening multiply (Granlund-Montgomery):
-/// `n / d == (n * m) >> s` for every `n < 2^32` with `m = ceil(2^(32+l) / d)`,
-/// `l = ceil(log2 d)`. Division sits on every malloc and free; a `div` is 20-90 cycles.
+/// log2 of the bound on in-slab offsets the slot division is exact for.
+const OFFSET_BITS: u32 = 22;
+
+/// Exact division by a constant through one multiply (Granlund-Montgomery):
+/// `n / d == (n * m) >> s` for every `n < 2^22` with `m = ceil(2^(22+l) / d)`,
+/// `l = ceil(log2 d)`; `n * m < 2^45` fits a u64. Division sits on every malloc and
+/// free; a `div` is 20-90 cycles, this is 4.
 #[derive(Clone, Copy)]
 struct Magic {
     m: u64,
@@ -53,13 +57,13 @@ struct Magic {
 impl Magic {
     const fn new(d: u64) -> Magic {
         let l = 64 - (d - 1).leading_zeros();
-        let s = 32 + l;
-        let m = ((1u128 << s).div_ceil(d as u128)) as u64;
+        let s = OFFSET_BITS + l;
+        let m = (1u64 << s).div_ceil(d);
         Magic { m, s }
     }
     #[inline]
     fn div(self, n: u32) -> u32 {
-        ((u128::from(n) * u128::from(self.m)) >> self.s) as u32
+        ((u64::from(n) * self.m) >> self.s) as u32
     }
 }
 
@@ -70,19 +74,28 @@ struct Geom {
     nslots: u32,
     words: u32,
     slab_bytes: u32,
-    stride: u32,
+    /// log2 of the slab stride: `slab = offset >> shift`.
+    shift: u32,
     max_slabs: u32,
+    /// Per-class thread-cache capacity.
+    cap: u32,
     slot_div: Magic,
-    stride_div: Magic,
     meta: *mut SlabMeta,
     free_bits: *mut u64,
-    live_bits: *const AtomicU64,
+    /// One byte per slot, `nslots` per slab: 1 = live in the program.
+    live: *const AtomicU8,
 }
 
 /// Process-wide state written once by `init` before `READY` is published.
 struct Globals {
     /// Start of the slab region; 0 before init.
     base: usize,
+    /// log2 of the bytes reserved per class ([`REGION_SHIFT`] unless the OS refused
+    /// that much address space, as under valgrind or `ulimit -v`).
+    rshift: u32,
+    /// `NCLASS << rshift`: offsets from `base` below this are slots; 0 before init,
+    /// so every pointer takes the large path until then.
+    span: usize,
     /// Largest request served from slabs (`MAX_SMALL - TAIL` with canaries on).
     small_max: usize,
     /// Bytes reserved per slot for the tail canary (0 or 8).
@@ -104,17 +117,19 @@ const GEOM0: Geom = Geom {
     nslots: 0,
     words: 0,
     slab_bytes: 0,
-    stride: 1,
+    shift: 20,
     max_slabs: 0,
+    cap: 1,
     slot_div: Magic { m: 0, s: 0 },
-    stride_div: Magic { m: 0, s: 0 },
     meta: ptr::null_mut(),
     free_bits: ptr::null_mut(),
-    live_bits: ptr::null(),
+    live: ptr::null(),
 };
 
 static G: GlobalCell = GlobalCell(UnsafeCell::new(Globals {
     base: 0,
+    rshift: REGION_SHIFT,
+    span: 0,
     small_max: 0,
     extra: 0,
     secret: 0,
@@ -228,18 +243,19 @@ static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 #[inline]
 fn next_rand(t: *mut ThreadCache) -> u64 {
     // SAFETY: `t` is this thread's cache; no reference to it is live across this call.
+    // wyrand: one widening multiply per number, good enough for slot choice.
     unsafe {
-        let r = (*t).rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let r = (*t).rng.wrapping_add(0xa076_1d64_78bd_642f);
         (*t).rng = r;
-        os::mix64(r)
+        let m = u128::from(r) * u128::from(r ^ 0xe703_7ed1_a0b4_28db);
+        (m >> 64) as u64 ^ m as u64
     }
 }
 
 /// Per-class cache capacity: at most `tcache` entries and about 256 KiB of slots.
 #[inline]
 fn cap_of(c: usize) -> usize {
-    let by_bytes = (256 << 10) / slot_size(c);
-    g().cfg.tcache.min(by_bytes.max(4)).max(1)
+    g().geom[c].cap as usize
 }
 
 // ---------------------------------------------------------------------------------
@@ -300,25 +316,33 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
         // SAFETY: getenv returned a NUL-terminated string.
         Config::parse(unsafe { core::ffi::CStr::from_ptr(env) }.to_bytes())
     };
-    let base = os::reserve(NCLASS << REGION_SHIFT);
-    if base.is_null() {
-        return false;
-    }
+    // 4 GiB per class; smaller if the address space is limited (valgrind, ulimit -v).
+    let mut rshift = REGION_SHIFT;
+    let base = loop {
+        let b = os::reserve(NCLASS << rshift);
+        if !b.is_null() {
+            break b;
+        }
+        if rshift <= 26 {
+            return false;
+        }
+        rshift -= 2;
+    };
     let guard = if cfg.guard { os::PAGE } else { 0 };
     // Lay out every class's metadata in one reservation.
     let mut meta_len = 0usize;
     let mut plan = [(0usize, 0usize, 0usize, 0u32); NCLASS];
     for (c, p) in plan.iter_mut().enumerate() {
-        let stride = slab_size(c) + guard;
-        let max_slabs = (REGION_SIZE / stride) as u32;
-        let words = words_per_slab(c);
+        let max_slabs = ((1usize << rshift) >> stride_shift(c)) as u32;
+        let nslots = slots_per_slab(c, guard);
+        let words = nslots.div_ceil(64);
         let meta_off = meta_len;
         meta_len += max_slabs as usize * core::mem::size_of::<SlabMeta>();
         meta_len = meta_len.next_multiple_of(64);
         let free_off = meta_len;
         meta_len += max_slabs as usize * words * 8;
         let live_off = meta_len;
-        meta_len += max_slabs as usize * words * 8;
+        meta_len += (max_slabs as usize * nslots).next_multiple_of(64);
         *p = (meta_off, free_off, live_off, max_slabs);
     }
     let meta = os::reserve(meta_len);
@@ -329,19 +353,20 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
         return false;
     }
     for (c, &(meta_off, free_off, live_off, max_slabs)) in plan.iter().enumerate() {
-        let stride = slab_size(c) + guard;
+        let nslots = slots_per_slab(c, guard);
+        let by_bytes = ((256 << 10) / slot_size(c)).max(4);
         gl.geom[c] = Geom {
             slot: slot_size(c) as u32,
-            nslots: slots_per_slab(c) as u32,
-            words: words_per_slab(c) as u32,
-            slab_bytes: slab_size(c) as u32,
-            stride: stride as u32,
+            nslots: nslots as u32,
+            words: nslots.div_ceil(64) as u32,
+            slab_bytes: slab_bytes(c, guard) as u32,
+            shift: stride_shift(c),
             max_slabs,
+            cap: cfg.tcache.min(by_bytes).max(1) as u32,
             slot_div: Magic::new(slot_size(c) as u64),
-            stride_div: Magic::new(stride as u64),
             meta: meta.wrapping_add(meta_off).cast(),
             free_bits: meta.wrapping_add(free_off).cast(),
-            live_bits: meta.wrapping_add(live_off).cast(),
+            live: meta.wrapping_add(live_off).cast(),
         };
     }
     let secret = os::random_u64();
@@ -351,6 +376,8 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
     gl.extra = if cfg.canary { TAIL } else { 0 };
     gl.small_max = MAX_SMALL - gl.extra;
     gl.cfg = cfg;
+    gl.rshift = rshift;
+    gl.span = NCLASS << rshift;
     gl.base = base as usize;
     large::init();
     true
@@ -368,29 +395,42 @@ struct Slot {
 }
 
 #[inline]
-fn slot_addr(base: usize, c: usize, off: u32) -> usize {
-    base + (c << REGION_SHIFT) + (off & !FRESH) as usize
+fn slot_addr(gl: &Globals, c: usize, off: u32) -> usize {
+    gl.base + (c << gl.rshift) + (off & !FRESH) as usize
+}
+
+/// Class and in-region offset of `off = addr - base` (`off < span`).
+#[inline]
+fn split_off(gl: &Globals, off: usize) -> (usize, u32) {
+    (off >> gl.rshift, (off & ((1 << gl.rshift) - 1)) as u32)
 }
 
 #[inline]
-fn live_word(gm: &Geom, slab: u32, index: u32) -> &'static AtomicU64 {
-    let i = slab as usize * gm.words as usize + (index / 64) as usize;
+fn live_byte(gm: &Geom, slab: u32, index: u32) -> &'static AtomicU8 {
+    let i = slab as usize * gm.nslots as usize + index as usize;
     // SAFETY: `slab < max_slabs` and `index < nslots` (callers validated), so `i` is
-    // inside this class's live bitmap, which lives as long as the process.
-    unsafe { &*gm.live_bits.add(i) }
+    // inside this class's live array, which lives as long as the process.
+    unsafe { &*gm.live.add(i) }
+}
+
+/// Slab and slot index of region offset `ro` (a slot start).
+#[inline]
+fn split(gm: &Geom, ro: u32) -> (u32, u32) {
+    let slab = ro >> gm.shift;
+    let in_slab = ro & ((1 << gm.shift) - 1);
+    (slab, gm.slot_div.div(in_slab))
 }
 
 /// Classify `addr` in the slab region: Ok(slot) for the start of a slot of a
 /// committed slab; Err(fault) for a guard page, an uncommitted slab or an interior
-/// pointer. The caller checked `addr - base < NCLASS << REGION_SHIFT`.
+/// pointer. The caller checked `addr - base < span`.
 #[inline]
 fn locate(off: usize) -> Result<Slot, Fault> {
     let gl = g();
-    let c = off >> REGION_SHIFT;
-    let ro = off as u32;
+    let (c, ro) = split_off(gl, off);
     let gm = &gl.geom[c];
-    let slab = gm.stride_div.div(ro);
-    let in_slab = ro - slab * gm.stride;
+    let slab = ro >> gm.shift;
+    let in_slab = ro & ((1 << gm.shift) - 1);
     if slab >= CLASSES[c].committed.load(Ordering::Acquire) || in_slab >= gm.slab_bytes {
         return Err(Fault::InvalidPointer);
     }
@@ -425,7 +465,10 @@ fn not_live_fault(s: &Slot, freed: Fault) -> Fault {
 
 #[inline]
 fn tail_key(gl: &Globals, addr: usize) -> u64 {
-    os::mix64(addr as u64 ^ gl.secret)
+    // One multiply: the key only has to differ per slot and be unknown without the
+    // secret; a stronger mix would not help, since a leaked canary next to a known
+    // address reveals the key either way.
+    (addr as u64 ^ gl.secret).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Write the canary of a block of `size` bytes in a slot of `slot` bytes.
@@ -437,9 +480,7 @@ unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
     let tail = slot - TAIL;
     // SAFETY: the caller guarantees the slot bounds; `size <= tail`.
     unsafe {
-        if size < tail {
-            ptr::write_bytes(p.add(size), gl.pattern, tail - size);
-        }
+        fill_pattern(p.add(size), tail - size, gl.pattern);
         ptr::write_unaligned(
             p.add(tail).cast::<u64>(),
             tail_key(gl, p as usize) ^ size as u64,
@@ -461,11 +502,81 @@ unsafe fn read_canary(gl: &Globals, p: *mut u8, slot: usize) -> Option<usize> {
     }
     let size = size as usize;
     // SAFETY: `size <= tail`, inside the slot.
-    let slack = unsafe { core::slice::from_raw_parts(p.add(size), tail - size) };
-    if slack.iter().any(|&b| b != gl.pattern) {
+    if !unsafe { has_pattern(p.add(size), tail - size, gl.pattern) } {
         return None;
     }
     Some(size)
+}
+
+/// Fill the `len` slack bytes that end at 8-aligned `end = p + len` with `pattern`,
+/// a word at a time: slack is short and unaligned, and a memset call costs more
+/// than the stores.
+///
+/// # Safety
+/// `[p, p+len)` is writable, `p + len` is 8-aligned, and when `len < 8` the 8 bytes
+/// before `p + len` are readable and writable too (they are the block's own bytes).
+#[inline]
+pub(crate) unsafe fn fill_pattern(p: *mut u8, len: usize, pattern: u8) {
+    let w = u64::from(pattern) * 0x0101_0101_0101_0101;
+    if len == 0 {
+        return;
+    }
+    if len < 8 {
+        // Merge into the last word: keep the block's low bytes, set the slack.
+        // SAFETY: the caller guarantees the 8 bytes before `p + len` are ours.
+        unsafe {
+            let q = p.add(len).sub(8).cast::<u64>();
+            let keep = u64::MAX >> (8 * len);
+            q.write((q.read() & keep) | (w & !keep));
+        }
+        return;
+    }
+    let mut i = len;
+    while i >= 8 {
+        i -= 8;
+        // SAFETY: `i + 8 <= len`.
+        unsafe { ptr::write_unaligned(p.add(i).cast::<u64>(), w) };
+    }
+    if i > 0 {
+        // SAFETY: `len >= 8`: the first word overlaps what was written.
+        unsafe { ptr::write_unaligned(p.cast::<u64>(), w) };
+    }
+}
+
+/// True if the `len` slack bytes ending at 8-aligned `p + len` all equal `pattern`.
+///
+/// # Safety
+/// As for [`fill_pattern`], readable.
+#[inline]
+pub(crate) unsafe fn has_pattern(p: *const u8, len: usize, pattern: u8) -> bool {
+    let w = u64::from(pattern) * 0x0101_0101_0101_0101;
+    if len == 0 {
+        return true;
+    }
+    if len < 8 {
+        // SAFETY: the caller guarantees the 8 bytes before `p + len` are readable.
+        let v = unsafe { p.add(len).sub(8).cast::<u64>().read() };
+        return (v ^ w) >> (8 * (8 - len)) == 0;
+    }
+    let mut diff = 0u64;
+    let mut i = len;
+    while i >= 8 {
+        i -= 8;
+        // SAFETY: `i + 8 <= len`.
+        diff |= unsafe { ptr::read_unaligned(p.add(i).cast::<u64>()) } ^ w;
+    }
+    if i > 0 {
+        // SAFETY: `len >= 8`.
+        diff |= unsafe { ptr::read_unaligned(p.cast::<u64>()) } ^ w;
+    }
+    diff == 0
+}
+
+/// A uniform index below `n` from 64 random bits, by multiply-high instead of `%`
+/// (a 64-bit `div` costs as much as the rest of free).
+#[inline]
+fn below(r: u64, n: usize) -> usize {
+    ((u128::from(r) * n as u128) >> 64) as usize
 }
 
 /// True if the `len` bytes at `p` are all zero.
@@ -521,12 +632,10 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
 /// Hand out slot `off` of class `c` for a block of `size` bytes.
 #[inline]
 fn finish(gl: &Globals, c: usize, off: u32, size: usize) -> *mut u8 {
-    let p = slot_addr(gl.base, c, off) as *mut u8;
+    let p = slot_addr(gl, c, off) as *mut u8;
     let gm = &gl.geom[c];
-    let ro = off & !FRESH;
-    let slab = gm.stride_div.div(ro);
-    let index = gm.slot_div.div(ro - slab * gm.stride);
-    if bit_set(live_word(gm, slab, index), index % 64) {
+    let (slab, index) = split(gm, off & !FRESH);
+    if mark_live(live_byte(gm, slab, index)) {
         fatal(Fault::MetadataCorruption, Op::Malloc, p as usize);
     }
     if c == 0 {
@@ -612,7 +721,7 @@ pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
 #[inline]
 fn encode(gl: &Globals, c: usize, cl: Claimed) -> u32 {
     let gm = &gl.geom[c];
-    cl.slab * gm.stride + cl.slot * gm.slot + if cl.fresh { FRESH } else { 0 }
+    (cl.slab << gm.shift) + cl.slot * gm.slot + if cl.fresh { FRESH } else { 0 }
 }
 
 fn slabs_view(gm: &Geom) -> Slabs<'static> {
@@ -639,7 +748,7 @@ fn claim(c: usize, out: &mut [Claimed], rng: u64) -> usize {
     let mut central = CLASSES[c].central.lock();
     let mut view = slabs_view(gm);
     let got = central.claim(&mut view, out, rng, |idx| {
-        let start = (gl.base + (c << REGION_SHIFT) + idx as usize * gm.stride as usize) as *mut u8;
+        let start = (gl.base + (c << gl.rshift) + ((idx as usize) << gm.shift)) as *mut u8;
         // SAFETY: slab `idx` lies inside the class region we reserved (`idx <
         // max_slabs`) and is not yet committed; class 0 stays inaccessible.
         if c != 0 && !unsafe { os::commit(start, gm.slab_bytes as usize) } {
@@ -664,9 +773,7 @@ fn release(c: usize, offs: &[u32]) {
     let mut central = CLASSES[c].central.lock();
     let mut view = slabs_view(gm);
     for &off in offs {
-        let ro = off & !FRESH;
-        let slab = gm.stride_div.div(ro);
-        let index = gm.slot_div.div(ro - slab * gm.stride);
+        let (slab, index) = split(gm, off & !FRESH);
         match central.release(&mut view, slab, index, keep) {
             Ok(None) => {}
             Ok(Some(s)) => {
@@ -675,11 +782,7 @@ fn release(c: usize, offs: &[u32]) {
             }
             Err(_) => {
                 drop(central);
-                fatal(
-                    Fault::MetadataCorruption,
-                    Op::Free,
-                    slot_addr(gl.base, c, off),
-                )
+                fatal(Fault::MetadataCorruption, Op::Free, slot_addr(gl, c, off))
             }
         }
     }
@@ -692,7 +795,7 @@ fn decommit_slab(gl: &Globals, c: usize, slab: u32) {
         return;
     }
     let gm = &gl.geom[c];
-    let start = (gl.base + (c << REGION_SHIFT) + slab as usize * gm.stride as usize) as *mut u8;
+    let start = (gl.base + (c << gl.rshift) + ((slab as usize) << gm.shift)) as *mut u8;
     // SAFETY: the slab is committed and empty (no live, cached or quarantined slot:
     // all its bits are back in the central state, whose lock we hold).
     unsafe { os::decommit(start, gm.slab_bytes as usize) };
@@ -711,7 +814,7 @@ fn refill(t: *mut ThreadCache, c: usize) {
     let got = claim(c, &mut buf[..want], rng);
     if gl.cfg.random {
         for i in (1..got).rev() {
-            let j = (next_rand(t) % (i as u64 + 1)) as usize;
+            let j = below(next_rand(t), i + 1);
             buf.swap(i, j);
         }
     }
@@ -777,7 +880,8 @@ fn drain(t: *mut ThreadCache) {
         for i in 0..q {
             let p = (*t).quarantine[i];
             let off = p - gl.base;
-            release(off >> REGION_SHIFT, &[off as u32]);
+            let (c, ro) = split_off(gl, off);
+            release(c, &[ro]);
         }
         for c in 0..NCLASS {
             let n = (*t).count[c] as usize;
@@ -800,7 +904,7 @@ fn drain(t: *mut ThreadCache) {
 pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     let gl = g();
     let off = (p as usize).wrapping_sub(gl.base);
-    if off >= NCLASS << REGION_SHIFT || gl.base == 0 {
+    if off >= gl.span {
         return large::free(p, op, expect);
     }
     let s = match locate(off) {
@@ -808,7 +912,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
         Err(f) => fatal(f, op, p as usize),
     };
     let gm = &gl.geom[s.class];
-    if !bit_clear(live_word(gm, s.slab, s.index), s.index % 64) {
+    if !clear_live(live_byte(gm, s.slab, s.index)) {
         fatal(not_live_fault(&s, Fault::DoubleFree), op, p as usize);
     }
     if s.class != 0 {
@@ -834,7 +938,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     } else if expect.is_some_and(|e| e != 0) {
         fatal(Fault::SizeMismatch, op, p as usize);
     }
-    retire(gl, p as usize, off as u32, s.class);
+    retire(gl, p as usize, split_off(gl, off).1, s.class);
 }
 
 /// Put a freed (not live, zeroed) slot into the quarantine or the cache.
@@ -859,13 +963,10 @@ fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
                 (*t).qlen = n + 1;
                 return;
             }
-            let i = (next_rand(t) % q as u64) as usize;
-            let old = (*t).quarantine[i];
-            (*t).quarantine[i] = addr;
-            addr = old;
+            let i = below(next_rand(t), q);
+            core::mem::swap(&mut (*t).quarantine[i], &mut addr);
             let o = addr - gl.base;
-            off = o as u32;
-            c = o >> REGION_SHIFT;
+            (c, off) = split_off(gl, o);
         }
         let _ = addr;
         let n = (*t).count[c] as usize;
@@ -901,7 +1002,7 @@ fn flush(t: *mut ThreadCache, c: usize) {
 pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
     let gl = g();
     let off = (p as usize).wrapping_sub(gl.base);
-    if off >= NCLASS << REGION_SHIFT || gl.base == 0 {
+    if off >= gl.span {
         return large::usable_size(p, op);
     }
     let s = match locate(off) {
@@ -909,8 +1010,7 @@ pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
         Err(f) => fatal(f, op, p as usize),
     };
     let gm = &gl.geom[s.class];
-    let bit = 1u64 << (s.index % 64);
-    if live_word(gm, s.slab, s.index).load(Ordering::Acquire) & bit == 0 {
+    if live_byte(gm, s.slab, s.index).load(Ordering::Acquire) == 0 {
         fatal(not_live_fault(&s, Fault::UseAfterFree), op, p as usize);
     }
     if s.class == 0 {
@@ -932,10 +1032,10 @@ pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
 pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     let gl = g();
     let off = (p as usize).wrapping_sub(gl.base);
-    if off >= NCLASS << REGION_SHIFT || gl.base == 0 {
+    if off >= gl.span {
         return large::resize_in_place(p, old, new);
     }
-    let c = off >> REGION_SHIFT;
+    let c = off >> gl.rshift;
     if c == 0 || new == 0 || new > gl.small_max || class_of(new + gl.extra) != c {
         return false;
     }
@@ -966,9 +1066,9 @@ pub(crate) fn trim() -> bool {
     }
     let gl = g();
     let mut released = false;
-    for c in 1..NCLASS {
+    for (c, class) in CLASSES.iter().enumerate().skip(1) {
         let gm = &gl.geom[c];
-        let mut central = CLASSES[c].central.lock();
+        let mut central = class.central.lock();
         let mut view = slabs_view(gm);
         let mut list = [0u32; 64];
         loop {
@@ -1081,31 +1181,11 @@ mod tests {
 
     #[test]
     fn magic_division_is_exact() {
-        let ds: [u64; 8] = [
-            16,
-            48,
-            80,
-            112,
-            160,
-            1 << 20,
-            (1 << 20) + 4096,
-            81920 * 16 + 4096,
-        ];
-        for d in ds
-            .into_iter()
-            .chain((1..NCLASS).map(|c| slot_size(c) as u64))
-        {
+        for d in (0..NCLASS).map(|c| slot_size(c) as u64) {
             let m = Magic::new(d);
-            let mut n: u64 = 0;
-            while n < 1 << 32 {
-                for k in [n, n + 1, n.saturating_sub(1), n + d - 1] {
-                    if k < 1 << 32 {
-                        assert_eq!(u64::from(m.div(k as u32)), k / d, "n={k} d={d}");
-                    }
-                }
-                n += d * 997 + 13;
+            for n in 0..1u64 << OFFSET_BITS {
+                assert_eq!(u64::from(m.div(n as u32)), n / d, "n={n} d={d}");
             }
-            assert_eq!(u64::from(m.div(u32::MAX)), u64::from(u32::MAX) / d);
         }
     }
 }

@@ -16,7 +16,9 @@
 use core::ptr;
 
 use crate::fault::{Fault, Op, fatal};
-use crate::heap::{add_in_use, canary_pattern, config, is_zero, sub_in_use};
+use crate::heap::{
+    add_in_use, canary_pattern, config, fill_pattern, has_pattern, is_zero, sub_in_use,
+};
 use crate::os::{self, PAGE};
 use crate::sync::SpinLock;
 
@@ -212,7 +214,7 @@ fn map_new(map: usize, align: usize) -> *mut u8 {
 unsafe fn write_canary(p: *mut u8, size: usize, pattern: u8) {
     let end = size.next_multiple_of(PAGE);
     // SAFETY: the caller guarantees the bounds.
-    unsafe { ptr::write_bytes(p.add(size), pattern, end - size) };
+    unsafe { fill_pattern(p.add(size), end - size, pattern) };
 }
 
 /// Check the canary from `size` to the end of its page.
@@ -222,8 +224,7 @@ unsafe fn write_canary(p: *mut u8, size: usize, pattern: u8) {
 unsafe fn canary_ok(p: *mut u8, size: usize, pattern: u8) -> bool {
     let end = size.next_multiple_of(PAGE);
     // SAFETY: the caller guarantees the bounds.
-    let s = unsafe { core::slice::from_raw_parts(p.add(size), end - size) };
-    s.iter().all(|&b| b == pattern)
+    unsafe { has_pattern(p.add(size), end - size, pattern) }
 }
 
 /// Allocate a large block; null with ENOMEM on failure.

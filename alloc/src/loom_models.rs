@@ -16,7 +16,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use crate::central::{Central, Claimed, NONE, SlabMeta, Slabs};
-use crate::sync::{AtomicU64, Ordering, SpinLock, bit_clear, bit_set};
+use crate::sync::{AtomicU8, Ordering, SpinLock, clear_live, mark_live};
 
 const NSLOTS: u32 = 4;
 const MAX_SLABS: usize = 2;
@@ -98,7 +98,7 @@ const EMPTY: Claimed = Claimed {
 fn loom_refill_and_flush_never_hand_a_slot_out_twice() {
     loom::model(|| {
         let class = Arc::new(SpinLock::new(Class::new()));
-        let live = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let live: Arc<Vec<AtomicU8>> = Arc::new((0..8).map(|_| AtomicU8::new(0)).collect());
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let class = class.clone();
@@ -109,10 +109,13 @@ fn loom_refill_and_flush_never_hand_a_slot_out_twice() {
                     let mut batch = [EMPTY; 2];
                     let n = class.lock().claim(&mut batch);
                     for c in &batch[..n] {
-                        assert!(!bit_set(&live[c.slab as usize], c.slot), "slot live twice");
+                        assert!(
+                            !mark_live(&live[(c.slab * NSLOTS + c.slot) as usize]),
+                            "slot live twice"
+                        );
                     }
                     for c in &batch[..n] {
-                        assert!(bit_clear(&live[c.slab as usize], c.slot));
+                        assert!(clear_live(&live[(c.slab * NSLOTS + c.slot) as usize]));
                     }
                     let mut g = class.lock();
                     for c in &batch[..n] {
@@ -134,18 +137,18 @@ fn loom_refill_and_flush_never_hand_a_slot_out_twice() {
 fn loom_remote_free_returns_the_slot_exactly_once() {
     loom::model(|| {
         let class = Arc::new(SpinLock::new(Class::new()));
-        let live = Arc::new(AtomicU64::new(0));
+        let live = Arc::new(AtomicU8::new(0));
         // Owner thread allocates one block and hands it to a consumer.
         let mut one = [EMPTY; 1];
         assert_eq!(class.lock().claim(&mut one), 1);
         let block = one[0];
-        assert!(!bit_set(&live, block.slot));
+        assert!(!mark_live(&live));
         let consumer = {
             let class = class.clone();
             let live = live.clone();
             thread::spawn(move || {
                 // Remote free: clear the live bit, then flush from this thread's cache.
-                assert!(bit_clear(&live, block.slot));
+                assert!(clear_live(&live));
                 class.lock().release(block);
             })
         };
@@ -155,7 +158,7 @@ fn loom_remote_free_returns_the_slot_exactly_once() {
         let n = class.lock().claim(&mut more);
         for c in &more[..n] {
             if c.slot == block.slot && c.slab == block.slab {
-                assert_eq!(live.load(Ordering::Acquire) & (1 << block.slot), 0);
+                assert_eq!(live.load(Ordering::Acquire), 0);
             }
         }
         consumer.join().unwrap();
@@ -173,13 +176,13 @@ fn loom_remote_free_returns_the_slot_exactly_once() {
 #[test]
 fn loom_concurrent_double_free_is_seen_by_exactly_one_thread() {
     loom::model(|| {
-        let live = Arc::new(AtomicU64::new(0));
-        assert!(!bit_set(&live, 5));
+        let live = Arc::new(AtomicU8::new(0));
+        assert!(!mark_live(&live));
         let a = {
             let live = live.clone();
-            thread::spawn(move || bit_clear(&live, 5))
+            thread::spawn(move || clear_live(&live))
         };
-        let b = bit_clear(&live, 5);
+        let b = clear_live(&live);
         let a = a.join().unwrap();
         assert!(
             a ^ b,

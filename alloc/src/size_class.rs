@@ -8,10 +8,11 @@
 //! pointer's class is `(addr - base) >> REGION_SHIFT` and its slab and slot follow by
 //! division: no header is read to free a block.
 //!
-//! Slabs are at least 1 MiB with one guard page after each. That keeps the number of
-//! kernel mappings at two per MiB of heap: an 8 GiB heap needs about 16k mappings,
-//! well under the default `vm.max_map_count` of 65,530 (a 16 KiB slab, as in
-//! hardened_malloc, would need a million).
+//! Slabs sit at a power-of-two stride of at least 1 MiB, the last page of each
+//! stride being the guard page, so the slab of an address is a shift away. That
+//! keeps the number of kernel mappings at two per MiB of heap: an 8 GiB heap needs
+//! about 16k mappings, well under the default `vm.max_map_count` of 65,530 (a
+//! 16 KiB slab, as in hardened_malloc, would need a million).
 
 use crate::os::PAGE;
 
@@ -23,8 +24,8 @@ pub const REGION_SHIFT: u32 = 32;
 pub const REGION_SIZE: usize = 1 << REGION_SHIFT;
 /// The largest slot; bigger requests are mapped directly.
 pub const MAX_SMALL: usize = 128 << 10;
-/// Minimum slab size (see the module docs for why 1 MiB).
-pub const MIN_SLAB: usize = 1 << 20;
+/// log2 of the minimum slab stride (see the module docs for why 1 MiB).
+pub const MIN_STRIDE_SHIFT: u32 = 20;
 /// Fewest slots in a slab of the biggest classes.
 pub const MIN_SLOTS: usize = 16;
 
@@ -53,21 +54,26 @@ pub const fn class_of(need: usize) -> usize {
     }
 }
 
-/// Slab size of class `c`: at least [`MIN_SLAB`] and [`MIN_SLOTS`] slots, whole pages.
-pub const fn slab_size(c: usize) -> usize {
-    let s = slot_size(c) * MIN_SLOTS;
-    let s = if s < MIN_SLAB { MIN_SLAB } else { s };
-    (s + PAGE - 1) & !(PAGE - 1)
+/// log2 of the slab stride of class `c`: at least 1 MiB and room for
+/// [`MIN_SLOTS`] slots plus the guard page.
+pub const fn stride_shift(c: usize) -> u32 {
+    let want = slot_size(c) * MIN_SLOTS + PAGE;
+    let shift = usize::BITS - (want - 1).leading_zeros();
+    if shift < MIN_STRIDE_SHIFT {
+        MIN_STRIDE_SHIFT
+    } else {
+        shift
+    }
+}
+
+/// Usable bytes of a slab of class `c` (the stride less the guard page).
+pub const fn slab_bytes(c: usize, guard: usize) -> usize {
+    (1 << stride_shift(c)) - guard
 }
 
 /// Slots in one slab of class `c`.
-pub const fn slots_per_slab(c: usize) -> usize {
-    slab_size(c) / slot_size(c)
-}
-
-/// 64-bit bitmap words per slab of class `c`.
-pub const fn words_per_slab(c: usize) -> usize {
-    slots_per_slab(c).div_ceil(64)
+pub const fn slots_per_slab(c: usize, guard: usize) -> usize {
+    slab_bytes(c, guard) / slot_size(c)
 }
 
 const _: () = {
@@ -80,7 +86,9 @@ const _: () = {
         assert!(class_of(slot_size(c - 1) + 1) == c || c == 1);
         // Slot offsets inside a region fit the u32 thread-cache entries.
         assert!(REGION_SIZE <= 1 << 32);
-        assert!(slab_size(c) + PAGE < REGION_SIZE);
+        assert!(slots_per_slab(c, PAGE) >= MIN_SLOTS);
+        // In-slab offsets stay below 2^22: the slot division in heap.rs relies on it.
+        assert!(stride_shift(c) <= 22);
         c += 1;
     }
 };

@@ -8,9 +8,9 @@
 //! `loom_models`.
 
 #[cfg(not(engram_loom))]
-pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 #[cfg(engram_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use core::cell::UnsafeCell;
 
@@ -137,19 +137,21 @@ impl<T> Drop for SpinGuard<'_, T> {
     }
 }
 
-/// Set bit `bit` of `word`; returns whether it was already set (a slot handed out
-/// twice: metadata corruption).
+/// Mark a slot live as it is handed out; returns whether it already was (a slot
+/// handed out twice: metadata corruption). A plain load and store, not an RMW: the
+/// slot reached this thread through the class lock or this thread's own cache, both
+/// ordered after the free that cleared the byte, so nobody else writes it now.
 #[inline]
-pub fn bit_set(word: &AtomicU64, bit: u32) -> bool {
-    let m = 1u64 << bit;
-    word.fetch_or(m, Ordering::AcqRel) & m != 0
+pub fn mark_live(b: &AtomicU8) -> bool {
+    let was = b.load(Ordering::Relaxed) != 0;
+    b.store(1, Ordering::Relaxed);
+    was
 }
 
-/// Clear bit `bit` of `word`; returns whether it was set. Two threads freeing the
-/// same slot race on this one RMW: exactly one sees `true`, the other reports the
-/// double free.
+/// Clear a slot's live byte at free; returns whether it was live. Two threads
+/// freeing the same slot race on this one swap: exactly one sees `true`, the other
+/// reports the double free.
 #[inline]
-pub fn bit_clear(word: &AtomicU64, bit: u32) -> bool {
-    let m = 1u64 << bit;
-    word.fetch_and(!m, Ordering::AcqRel) & m != 0
+pub fn clear_live(b: &AtomicU8) -> bool {
+    b.swap(0, Ordering::AcqRel) != 0
 }
