@@ -129,7 +129,7 @@ impl Central {
         }
         let m = &mut s.meta[idx as usize];
         m.free = s.nslots;
-        *m.frontier.get_mut() = 0;
+        m.frontier.store(0, Ordering::Relaxed);
         m.flags = 0;
         self.nslabs += 1;
         self.empty += 1;
