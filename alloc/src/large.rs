@@ -26,6 +26,12 @@ use crate::sync::SpinLock;
 const TABLE_CAP: usize = 1 << 20;
 const CACHE_CAP: usize = 64;
 const RECENT: usize = 256;
+/// Most mappings with a guard page at once: each guarded block costs two kernel
+/// mappings (block and guard never merge), so this keeps large blocks under 32k of
+/// the default 65,530 `vm.max_map_count` whatever the heap does. Blocks past it get
+/// no guard page (their canary is still checked at free); adjacent unguarded
+/// blocks merge into one mapping.
+const GUARDED_MAX: usize = 16 << 10;
 
 #[derive(Clone, Copy)]
 struct Rec {
@@ -35,13 +41,18 @@ struct Rec {
     size: usize,
     /// Read-write bytes of the mapping (a page multiple); the guard page follows.
     map: usize,
+    /// Bytes of guard after the block (0 or a page).
+    guard: usize,
 }
 
 struct State {
     table: *mut Rec,
     live: usize,
     live_bytes: usize,
-    cache: [(usize, usize); CACHE_CAP],
+    /// Cached (addr, map, guard) triples.
+    cache: [(usize, usize, usize); CACHE_CAP],
+    /// Mappings (live or cached) that carry a guard page.
+    guarded: usize,
     ncache: usize,
     cache_bytes: usize,
     /// Recently freed block addresses, to tell a double free from a wild pointer.
@@ -57,7 +68,8 @@ static LARGE: SpinLock<State> = SpinLock::new(State {
     table: ptr::null_mut(),
     live: 0,
     live_bytes: 0,
-    cache: [(0, 0); CACHE_CAP],
+    cache: [(0, 0, 0); CACHE_CAP],
+    guarded: 0,
     ncache: 0,
     cache_bytes: 0,
     recent: [0; RECENT],
@@ -151,10 +163,10 @@ impl State {
     }
 
     /// Take a cached mapping of at least `pages` bytes and at most 25 % more.
-    fn take_cached(&mut self, bytes: usize, align: usize) -> Option<(usize, usize)> {
+    fn take_cached(&mut self, bytes: usize, align: usize) -> Option<(usize, usize, usize)> {
         let mut best: Option<usize> = None;
         for k in 0..self.ncache {
-            let (a, m) = self.cache[k];
+            let (a, m, _) = self.cache[k];
             if m >= bytes
                 && m - bytes <= bytes / 4
                 && a % align == 0
@@ -170,15 +182,27 @@ impl State {
         self.cache_bytes -= e.1;
         Some(e)
     }
+
+    /// Forget a mapping that is about to be unmapped.
+    fn dropping(&mut self, guard: usize) {
+        if guard > 0 {
+            self.guarded -= 1;
+        }
+    }
 }
 
-fn guard_len() -> usize {
-    if config().guard { PAGE } else { 0 }
+/// Unmap a block and its guard.
+///
+/// # Safety
+/// The mapping is ours and nothing uses it.
+unsafe fn unmap_block(addr: usize, map: usize, guard: usize) {
+    // SAFETY: the caller guarantees the mapping is ours and unused.
+    unsafe { os::unmap(addr as *mut u8, map + guard) };
 }
 
-/// Map a new block of `map` RW bytes aligned to `align`, followed by a guard page.
-fn map_new(map: usize, align: usize) -> *mut u8 {
-    let guard = guard_len();
+/// Map a new block of `map` RW bytes aligned to `align`, followed by `guard` bytes
+/// of guard.
+fn map_new(map: usize, align: usize, guard: usize) -> *mut u8 {
     let extra = if align > PAGE { align } else { 0 };
     let Some(len) = map.checked_add(guard).and_then(|l| l.checked_add(extra)) else {
         return ptr::null_mut();
@@ -238,24 +262,33 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
         os::set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
-    let cached = LARGE.lock().take_cached(map, align);
-    let (p, map) = match cached {
-        Some((a, m)) => {
+    let mut st = LARGE.lock();
+    let cached = st.take_cached(map, align);
+    let new_guard = if cached.is_none() && config().guard && st.guarded < GUARDED_MAX {
+        st.guarded += 1;
+        PAGE
+    } else {
+        0
+    };
+    drop(st);
+    let (p, map, guard) = match cached {
+        Some((a, m, g)) => {
             let p = a as *mut u8;
             // SAFETY: a cached mapping of `m` RW bytes, zeroed at free and used by
             // nobody since.
             if config().zero && !unsafe { is_zero(p, m) } {
                 fatal(Fault::WriteAfterFree, Op::Malloc, a);
             }
-            (p, m)
+            (p, m, g)
         }
         None => {
-            let p = map_new(map, align);
+            let p = map_new(map, align, new_guard);
             if p.is_null() {
+                LARGE.lock().dropping(new_guard);
                 os::set_errno(libc::ENOMEM);
                 return ptr::null_mut();
             }
-            (p, map)
+            (p, map, new_guard)
         }
     };
     if let Some(pat) = canary_pattern() {
@@ -267,10 +300,12 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
         addr: p as usize,
         size,
         map,
+        guard,
     }) {
+        st.dropping(guard);
         drop(st);
         // SAFETY: the mapping was made or taken above and is not recorded anywhere.
-        unsafe { os::unmap(p, map + guard_len()) };
+        unsafe { unmap_block(p as usize, map, guard) };
         os::set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
@@ -325,6 +360,9 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     st.recent_pos = (pos + 1) % RECENT;
     let limit = config().large_cache;
     let cacheable = rec.map <= limit / 4;
+    if !cacheable {
+        st.dropping(rec.guard);
+    }
     drop(st);
     sub_in_use(rec.map);
     crate::heap::COUNTERS
@@ -335,7 +373,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
         // SAFETY: the block was ours and is no longer recorded as live.
         unsafe { ptr::write_bytes(p, 0, rec.size.next_multiple_of(PAGE)) };
         let mut st = LARGE.lock();
-        let mut evicted = [(0usize, 0usize); 4];
+        let mut evicted = [(0usize, 0usize, 0usize); 4];
         let mut ne = 0;
         while (st.ncache == CACHE_CAP || st.cache_bytes + rec.map > limit)
             && st.ncache > 0
@@ -347,29 +385,31 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
             let last = st.ncache;
             st.cache[0] = st.cache[last];
             st.cache_bytes -= e.1;
+            st.dropping(e.2);
             evicted[ne] = e;
             ne += 1;
         }
         let fits = st.ncache < CACHE_CAP && st.cache_bytes + rec.map <= limit;
         if fits {
             let n = st.ncache;
-            st.cache[n] = (addr, rec.map);
+            st.cache[n] = (addr, rec.map, rec.guard);
             st.ncache += 1;
             st.cache_bytes += rec.map;
+        } else {
+            st.dropping(rec.guard);
         }
         drop(st);
-        let g = guard_len();
-        for &(a, m) in &evicted[..ne] {
+        for &(a, m, g) in &evicted[..ne] {
             // SAFETY: evicted cache entries are mappings nobody uses.
-            unsafe { os::unmap(a as *mut u8, m + g) };
+            unsafe { unmap_block(a, m, g) };
         }
         if !fits {
             // SAFETY: as above, the block is ours and unused.
-            unsafe { os::unmap(p, rec.map + g) };
+            unsafe { unmap_block(addr, rec.map, rec.guard) };
         }
     } else {
         // SAFETY: the block is ours and unused; unmapping drops its contents.
-        unsafe { os::unmap(p, rec.map + guard_len()) };
+        unsafe { unmap_block(addr, rec.map, rec.guard) };
     }
 }
 
@@ -428,11 +468,13 @@ pub(crate) fn trim() -> bool {
     let entries = st.cache;
     st.ncache = 0;
     st.cache_bytes = 0;
+    for &(_, _, g) in &entries[..n] {
+        st.dropping(g);
+    }
     drop(st);
-    let g = guard_len();
-    for &(a, m) in &entries[..n] {
+    for &(a, m, g) in &entries[..n] {
         // SAFETY: cached blocks are mappings nobody uses.
-        unsafe { os::unmap(a as *mut u8, m + g) };
+        unsafe { unmap_block(a, m, g) };
     }
     n > 0
 }

@@ -1,0 +1,80 @@
+//! A multi-GiB heap must stay under the kernel's default `vm.max_map_count`
+//! (65,530): every guard page splits a mapping, so an allocator that guards
+//! everything naively runs out of mappings long before memory. These tests build
+//! big heaps through `engram_alloc::raw` and count the process's mappings.
+
+use engram_alloc::raw;
+
+const DEFAULT_MAX_MAP_COUNT: usize = 65_530;
+
+/// The tests count the whole process's mappings: run them one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("read /proc/self/maps")
+        .lines()
+        .count()
+}
+
+fn build_heap(sizes: impl Iterator<Item = usize>, limit: usize) -> (Vec<*mut u8>, usize) {
+    let mut blocks = Vec::new();
+    let mut total = 0usize;
+    for size in sizes {
+        if total >= limit {
+            break;
+        }
+        // SAFETY: plain allocation; freed by the caller.
+        let p = unsafe { raw::malloc(size) };
+        assert!(!p.is_null(), "malloc({size}) failed after {total} bytes");
+        // SAFETY: `p` is a live block of at least `size` >= 1 bytes.
+        unsafe { p.write(1) };
+        blocks.push(p);
+        total += size;
+    }
+    (blocks, total)
+}
+
+fn free_all(blocks: Vec<*mut u8>) {
+    for p in blocks {
+        // SAFETY: every block is live and freed once.
+        unsafe { raw::free(p) };
+    }
+}
+
+#[test]
+fn small_block_heap_of_two_gib_needs_few_mappings() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = mappings();
+    let sizes = (0..).map(|i: usize| 64usize << (i % 11));
+    let (blocks, total) = build_heap(sizes, 2 << 30);
+    let added = mappings().saturating_sub(before);
+    eprintln!("{} small blocks, {} MiB: {added} new mappings", blocks.len(), total >> 20);
+    // Two mappings (slab + guard) per slab of >= 1 MiB: about 2 per MiB.
+    assert!(added <= 2 * (total >> 20) + 64, "{added} mappings for {} MiB", total >> 20);
+    assert!(added < DEFAULT_MAX_MAP_COUNT / 8);
+    free_all(blocks);
+    raw::trim();
+    assert!(
+        raw::stats().in_use_bytes < 64 << 20,
+        "memory still in use after freeing everything: {:?}",
+        raw::stats()
+    );
+}
+
+#[test]
+fn forty_thousand_large_blocks_stay_under_max_map_count() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let before = mappings();
+    // 40k blocks just past the largest size class: each is its own mapping.
+    let sizes = std::iter::repeat_n(136usize << 10, 40_000);
+    let (blocks, total) = build_heap(sizes, usize::MAX);
+    let during = mappings();
+    let added = during.saturating_sub(before);
+    eprintln!("{} large blocks, {} MiB: {added} new mappings", blocks.len(), total >> 20);
+    assert!(
+        during < DEFAULT_MAX_MAP_COUNT * 3 / 4,
+        "{during} mappings with 40k large blocks: too close to vm.max_map_count"
+    );
+    free_all(blocks);
+}
