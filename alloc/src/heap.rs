@@ -587,16 +587,9 @@ fn below(r: u64, n: usize) -> usize {
 pub(crate) unsafe fn is_zero(p: *const u8, len: usize) -> bool {
     // SAFETY: the caller guarantees alignment and bounds.
     let words = unsafe { core::slice::from_raw_parts(p.cast::<u64>(), len / 8) };
-    let mut acc = 0u64;
-    for chunk in words.chunks(8) {
-        for w in chunk {
-            acc |= *w;
-        }
-        if acc != 0 {
-            return false;
-        }
-    }
-    true
+    // No early exit: a non-zero slot is the rare fault case, and a plain OR
+    // reduction vectorises.
+    words.iter().fold(0, |acc, w| acc | w) == 0
 }
 
 // ---------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ pub fn target_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
         return PathBuf::from(dir);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
 }
 
 /// Path of the release `libengram_malloc.so`; panics with the command to run if missing.
@@ -36,3 +38,4 @@ pub fn engram_bin() -> PathBuf {
     );
     p
 }
+pub mod alloc_ops;

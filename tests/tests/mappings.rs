@@ -49,9 +49,17 @@ fn small_block_heap_of_two_gib_needs_few_mappings() {
     let sizes = (0..).map(|i: usize| 64usize << (i % 11));
     let (blocks, total) = build_heap(sizes, 2 << 30);
     let added = mappings().saturating_sub(before);
-    eprintln!("{} small blocks, {} MiB: {added} new mappings", blocks.len(), total >> 20);
+    eprintln!(
+        "{} small blocks, {} MiB: {added} new mappings",
+        blocks.len(),
+        total >> 20
+    );
     // Two mappings (slab + guard) per slab of >= 1 MiB: about 2 per MiB.
-    assert!(added <= 2 * (total >> 20) + 64, "{added} mappings for {} MiB", total >> 20);
+    assert!(
+        added <= 2 * (total >> 20) + 64,
+        "{added} mappings for {} MiB",
+        total >> 20
+    );
     assert!(added < DEFAULT_MAX_MAP_COUNT / 8);
     free_all(blocks);
     raw::trim();
@@ -71,7 +79,11 @@ fn forty_thousand_large_blocks_stay_under_max_map_count() {
     let (blocks, total) = build_heap(sizes, usize::MAX);
     let during = mappings();
     let added = during.saturating_sub(before);
-    eprintln!("{} large blocks, {} MiB: {added} new mappings", blocks.len(), total >> 20);
+    eprintln!(
+        "{} large blocks, {} MiB: {added} new mappings",
+        blocks.len(),
+        total >> 20
+    );
     assert!(
         during < DEFAULT_MAX_MAP_COUNT * 3 / 4,
         "{during} mappings with 40k large blocks: too close to vm.max_map_count"

@@ -1,0 +1,779 @@
+/*
+ * misuse.c: one allocator misuse (or one guarantee) per run.
+ *
+ * Usage: misuse <case>
+ *
+ * Driven by tests/tests/misuse.rs, which runs every case in its own child
+ * process under LD_PRELOAD=libengram_malloc.so and checks how it ended:
+ *
+ *   - misuse cases must die of SIGABRT after engram-malloc printed
+ *     "engram-malloc: fatal: <kind> in <op>() at 0x<addr>"
+ *     (docs/ALLOC_CONTRACT.md). Before the misuse the program prints
+ *     "misuse: ptr=0x<addr>" so the test can compare the reported address.
+ *     If the allocator lets the misuse pass, the program says so and exits 3.
+ *   - guard cases must die of SIGSEGV; surviving the bad access exits 3.
+ *   - positive cases exit 0; a broken guarantee prints why and exits 1.
+ *
+ * Exit codes: 0 ok, 1 a checked guarantee failed, 2 usage, 3 a misuse or bad
+ * access went unnoticed, 4 setup failed (a slot never came back, mmap
+ * failed), 5 a symbol the case needs is not exported.
+ *
+ * Between a case's setup and its misuse the program only writes to stderr,
+ * which is unbuffered and does not allocate, so the allocator's state is
+ * what the case built.
+ * Pointers pass through launder(), and frees that a later misuse follows go
+ * through free_v(), to keep the compiler from proving the misuse
+ * (-Wfree-nonheap-object, -Wuse-after-free, -Warray-bounds) or optimising it
+ * away.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define KIB ((size_t)1024)
+#define MIB (KIB * KIB)
+
+/* Enough live blocks of one size to fill several slabs. */
+#define NBLOCKS 4096
+/* Upper bound of allocations made while waiting for a freed slot to return. */
+#define MAX_HOLD ((size_t)1 << 18)
+
+static void *volatile launder_slot;
+static volatile size_t size_slot;
+
+/* Hides where a pointer came from, so the compiler can't reason about it. */
+static void *launder(void *p) {
+    launder_slot = p;
+    return launder_slot;
+}
+
+/* Hides a size from the compiler (-Walloc-size-larger-than). */
+static size_t opaque(size_t n) {
+    size_slot = n;
+    return size_slot;
+}
+
+/*
+ * The allocator's functions called through volatile pointers: gcc's
+ * -Wuse-after-free can't tell that a later use follows a free or realloc.
+ */
+static void (*volatile free_v)(void *) = free;
+static void *(*volatile realloc_v)(void *, size_t) = realloc;
+static void *(*volatile reallocarray_v)(void *, size_t, size_t) = reallocarray;
+
+static void announce(const void *p) {
+    fprintf(stderr, "misuse: ptr=0x%lx\n", (unsigned long)(uintptr_t)p);
+}
+
+static int fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("misuse: FAILED: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static int survived(const char *what) {
+    fprintf(stderr, "misuse: NOT DETECTED: %s\n", what);
+    exit(3);
+}
+
+static int setup_failed(const char *what) {
+    fprintf(stderr, "misuse: SETUP FAILED: %s\n", what);
+    exit(4);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    if (p == NULL) {
+        setup_failed("malloc returned NULL");
+    }
+    return p;
+}
+
+/* Memory the allocator never saw, for bookkeeping and "foreign" pointers. */
+static void *map_foreign(size_t n) {
+    void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        setup_failed("mmap");
+    }
+    return m;
+}
+
+static void *need_symbol(const char *name) {
+    void *f = dlsym(RTLD_DEFAULT, name);
+    if (f == NULL) {
+        fprintf(stderr, "misuse: %s is not exported by the allocator in use\n", name);
+        exit(5);
+    }
+    return f;
+}
+
+static int all_bytes(const unsigned char *p, size_t n, unsigned char v) {
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != v) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * A heap of NBLOCKS live blocks of `size` bytes, each filled with 0xAA, and
+ * `victim` = the block in the middle. Keeping every other block live later
+ * on keeps the victim's slab from ever being empty, so it is never
+ * decommitted (which would legitimately erase a write-after-free).
+ */
+struct heap {
+    size_t size;
+    void **blocks;
+    unsigned char *victim;
+};
+
+static struct heap heap_new(size_t size) {
+    struct heap h;
+    h.size = size;
+    h.blocks = map_foreign(NBLOCKS * sizeof(void *));
+    for (size_t i = 0; i < NBLOCKS; i++) {
+        h.blocks[i] = xmalloc(size);
+        memset(h.blocks[i], 0xAA, size);
+    }
+    h.victim = h.blocks[NBLOCKS / 2];
+    return h;
+}
+
+/* Frees the odd-indexed blocks: NBLOCKS/2 frees after the victim's, which
+ * pushes it out of any quarantine holding fewer slots than that. */
+static void heap_free_odd(struct heap *h) {
+    for (size_t i = 1; i < NBLOCKS; i += 2) {
+        if (i != NBLOCKS / 2) {
+            free(h->blocks[i]);
+            h->blocks[i] = NULL;
+        }
+    }
+}
+
+/*
+ * Allocates (and keeps) blocks of `size` until `target` is handed out or
+ * `limit` allocations were made. Returns the number of allocations it took,
+ * or 0 if target never came back. If `check_zero`, every block handed out
+ * must read as zero (zero-on-free: reused slots carry no old data).
+ */
+static size_t hold_until(const void *target, size_t size, size_t limit, int check_zero) {
+    void **held = map_foreign(limit * sizeof(void *));
+    size_t found = 0;
+    for (size_t i = 0; i < limit; i++) {
+        unsigned char *q = xmalloc(size);
+        held[i] = q;
+        if (check_zero && !all_bytes(q, size, 0)) {
+            fail("malloc(%zu) #%zu returned %p holding old data", size, i, (void *)q);
+        }
+        if (q == target) {
+            found = i + 1;
+            break;
+        }
+    }
+    /* The held blocks stay live: the process exits right after. */
+    return found;
+}
+
+/* ---------------------------------------------------------------- misuse */
+
+static int double_free_immediate(void) {
+    char *p = xmalloc(32);
+    memset(p, 1, 32);
+    announce(p);
+    free_v(p);
+    free(launder(p));
+    return survived("double free");
+}
+
+static int double_free_after_other_frees(void) {
+    char *p = xmalloc(64);
+    void *others[600];
+    for (size_t i = 0; i < 600; i++) {
+        size_t n = (i % 5 == 0) ? 64 + 16 * (i % 7) : 64;
+        others[i] = xmalloc(n);
+    }
+    announce(p);
+    free_v(p);
+    for (size_t i = 0; i < 600; i++) {
+        free(others[i]);
+    }
+    free(launder(p));
+    return survived("double free after other frees");
+}
+
+static int double_free_full_tcache(void) {
+    void *others[800];
+    for (size_t i = 0; i < 800; i++) {
+        others[i] = xmalloc(64);
+    }
+    char *p = xmalloc(64);
+    /* Hundreds of same-size frees: thread cache and quarantine are full, so
+     * the next frees take the overflow path. */
+    for (size_t i = 0; i < 800; i++) {
+        free(others[i]);
+    }
+    announce(p);
+    free_v(p);
+    free(launder(p));
+    return survived("double free with a full thread cache");
+}
+
+static void *free_in_thread(void *p) {
+    free(launder(p));
+    return NULL;
+}
+
+static int double_free_cross_thread(void) {
+    char *p = xmalloc(48);
+    announce(p);
+    free_v(p);
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_in_thread, p) != 0) {
+        setup_failed("pthread_create");
+    }
+    pthread_join(t, NULL);
+    return survived("double free from another thread");
+}
+
+static int double_free_remote_then_owner(void) {
+    char *p = xmalloc(48);
+    announce(p);
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_in_thread, p) != 0) {
+        setup_failed("pthread_create");
+    }
+    pthread_join(t, NULL);
+    free(launder(p));
+    return survived("double free of a block another thread freed");
+}
+
+static int double_free_large(void) {
+    char *p = xmalloc(MIB);
+    memset(p, 1, MIB);
+    announce(p);
+    free_v(p);
+    free(launder(p));
+    return survived("double free of a large block");
+}
+
+_Alignas(64) static char global_buf[256];
+
+static int free_global(void) {
+    announce(global_buf);
+    free(launder(global_buf));
+    return survived("free of a global");
+}
+
+static int free_stack(void) {
+    _Alignas(64) char buf[256];
+    memset(buf, 0, sizeof buf);
+    announce(buf);
+    free(launder(buf));
+    return survived("free of a stack address");
+}
+
+static int free_foreign_mmap(void) {
+    void *m = map_foreign(64 * KIB);
+    announce(m);
+    free(launder(m));
+    return survived("free of a foreign mmap");
+}
+
+static int free_interior_small(void) {
+    char *p = xmalloc(64);
+    announce(p + 16);
+    free(launder(p + 16));
+    return survived("free of an interior pointer (small)");
+}
+
+static int free_interior_large(void) {
+    char *p = xmalloc(MIB);
+    announce(p + 4096 + 16);
+    free(launder(p + 4096 + 16));
+    return survived("free of an interior pointer (large)");
+}
+
+static int realloc_freed(void) {
+    char *p = xmalloc(32);
+    announce(p);
+    free_v(p);
+    void *q = realloc(launder(p), 64);
+    (void)q;
+    return survived("realloc of a freed pointer");
+}
+
+static int realloc_interior(void) {
+    char *p = xmalloc(64);
+    announce(p + 8);
+    void *q = realloc(launder(p + 8), 128);
+    (void)q;
+    return survived("realloc of an interior pointer");
+}
+
+static int realloc_foreign(void) {
+    void *m = map_foreign(64 * KIB);
+    announce(m);
+    void *q = realloc(launder(m), 128);
+    (void)q;
+    return survived("realloc of a foreign pointer");
+}
+
+static int usable_size_freed(void) {
+    char *p = xmalloc(32);
+    announce(p);
+    free_v(p);
+    size_t n = malloc_usable_size(launder(p));
+    fprintf(stderr, "misuse: malloc_usable_size returned %zu\n", n);
+    return survived("malloc_usable_size of a freed pointer");
+}
+
+static int usable_size_interior(void) {
+    char *p = xmalloc(64);
+    announce(p + 8);
+    size_t n = malloc_usable_size(launder(p + 8));
+    fprintf(stderr, "misuse: malloc_usable_size returned %zu\n", n);
+    return survived("malloc_usable_size of an interior pointer");
+}
+
+static int usable_size_foreign(void) {
+    void *m = map_foreign(64 * KIB);
+    announce(m);
+    size_t n = malloc_usable_size(launder(m));
+    fprintf(stderr, "misuse: malloc_usable_size returned %zu\n", n);
+    return survived("malloc_usable_size of a foreign pointer");
+}
+
+/*
+ * Frees the victim, writes one word into it, cycles any quarantine, then
+ * allocates same-size blocks until the victim's slot is handed out again:
+ * the allocator must find the write there (in malloc) and abort.
+ */
+static int write_after_free(void) {
+    struct heap h = heap_new(64);
+    unsigned char *p = h.victim;
+    announce(p);
+    free_v(p);
+    uint64_t word = 0x4141414141414141ull;
+    memcpy((unsigned char *)launder(p) + 16, &word, sizeof word);
+    heap_free_odd(&h);
+    if (hold_until(p, 64, MAX_HOLD, 0) != 0) {
+        return survived("write after free (the slot was handed out again)");
+    }
+    return setup_failed("the freed slot never came back");
+}
+
+static int heap_overflow_small(void) {
+    unsigned char *p = xmalloc(24);
+    memset(p, 1, 24);
+    announce(p);
+    ((unsigned char *)launder(p))[24] = 0x41;
+    free(p);
+    return survived("one byte written past malloc(24)");
+}
+
+static int heap_overflow_large(void) {
+    size_t n = 200 * KIB + 3;
+    unsigned char *p = xmalloc(n);
+    memset(p, 1, n);
+    announce(p);
+    ((unsigned char *)launder(p))[n] = 0x41;
+    free(p);
+    return survived("one byte written past malloc(200 KiB + 3)");
+}
+
+typedef void (*free_sized_fn)(void *, size_t);
+typedef void (*free_aligned_sized_fn)(void *, size_t, size_t);
+
+static int free_sized_wrong_size(void) {
+    free_sized_fn fs = (free_sized_fn)need_symbol("free_sized");
+    char *p = xmalloc(100);
+    announce(p);
+    fs(launder(p), opaque(5000));
+    return survived("free_sized with the wrong size");
+}
+
+static int free_aligned_sized_wrong_alignment(void) {
+    free_aligned_sized_fn fas = (free_aligned_sized_fn)need_symbol("free_aligned_sized");
+    char *p = aligned_alloc(64, 128);
+    if (p == NULL) {
+        setup_failed("aligned_alloc");
+    }
+    announce(p);
+    fas(launder(p), opaque(4096), 128);
+    return survived("free_aligned_sized with the wrong alignment");
+}
+
+/* ---------------------------------------------------- guarantees (SIGSEGV) */
+
+static int malloc_zero_write(void) {
+    char *p = malloc(0);
+    if (p == NULL) {
+        return fail("malloc(0) returned NULL");
+    }
+    announce(launder(p));
+    ((volatile char *)launder(p))[0] = 1;
+    return survived("a write into malloc(0)");
+}
+
+static int large_guard_page(void) {
+    unsigned char *p = xmalloc(MIB);
+    memset(p, 1, MIB);
+    announce(p);
+    ((volatile unsigned char *)launder(p))[MIB] = 1;
+    return survived("a write one byte past a 1 MiB block");
+}
+
+/* ------------------------------------------------- guarantees (exit 0) */
+
+static int malloc_zero_distinct(void) {
+    void *a = malloc(0);
+    void *b = malloc(0);
+    void *c = malloc(0);
+    if (a == NULL || b == NULL || c == NULL) {
+        return fail("malloc(0) returned NULL");
+    }
+    if (a == b || b == c || a == c) {
+        return fail("malloc(0) returned the same pointer twice: %p %p %p", a, b, c);
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(NULL);
+    return 0;
+}
+
+static void expect_enomem(const char *what, void *r) {
+    if (r != NULL) {
+        fail("%s returned %p, not NULL", what, r);
+    }
+    if (errno != ENOMEM) {
+        fail("%s set errno %d, not ENOMEM", what, errno);
+    }
+    errno = 0;
+}
+
+static int impossible_sizes(void) {
+    size_t max = opaque(SIZE_MAX);
+    errno = 0;
+    expect_enomem("malloc(SIZE_MAX)", malloc(max));
+    expect_enomem("malloc(SIZE_MAX - 4095)", malloc(max - 4095));
+    expect_enomem("malloc(PTRDIFF_MAX + 1)", malloc(opaque((size_t)PTRDIFF_MAX + 1)));
+    expect_enomem("calloc(SIZE_MAX / 2 + 1, 2)", calloc(max / 2 + 1, opaque(2)));
+    expect_enomem("calloc(SIZE_MAX, SIZE_MAX)", calloc(max, max));
+    expect_enomem("calloc(1 << 32, 1 << 32)", calloc(opaque((size_t)1 << 32), opaque((size_t)1 << 32)));
+    expect_enomem("aligned_alloc(64, SIZE_MAX)", aligned_alloc(64, max));
+    expect_enomem("memalign(4096, SIZE_MAX - 100)", memalign(4096, max - 100));
+
+    unsigned char *p = xmalloc(100);
+    memset(p, 0x5C, 100);
+    expect_enomem("realloc(p, SIZE_MAX)", realloc_v(p, max));
+    expect_enomem("reallocarray(p, SIZE_MAX / 4, 8)", reallocarray_v(p, max / 4, opaque(8)));
+    expect_enomem("reallocarray(NULL, SIZE_MAX, 2)", reallocarray_v(NULL, max, opaque(2)));
+    if (!all_bytes(p, 100, 0x5C)) {
+        return fail("a failed realloc damaged the original block");
+    }
+    unsigned char *q = reallocarray(p, 50, 4);
+    if (q == NULL || !all_bytes(q, 100, 0x5C)) {
+        return fail("reallocarray(p, 50, 4) lost the block's contents");
+    }
+    free(q);
+
+    void *out = (void *)0x1234;
+    int rc = posix_memalign(&out, 64, max);
+    if (rc != ENOMEM) {
+        return fail("posix_memalign(64, SIZE_MAX) returned %d, not ENOMEM", rc);
+    }
+    if (out != (void *)0x1234) {
+        return fail("posix_memalign wrote *memptr on failure");
+    }
+    return 0;
+}
+
+static int posix_memalign_einval(void) {
+    static const size_t bad[] = {0, 1, 2, 3, 4, 24, 48, 4097, (size_t)1 << 63 | 8};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        void *out = (void *)0x1234;
+        int rc = posix_memalign(&out, opaque(bad[i]), 100);
+        if (rc != EINVAL) {
+            return fail("posix_memalign(alignment %zu) returned %d, not EINVAL", bad[i], rc);
+        }
+        if (out != (void *)0x1234) {
+            return fail("posix_memalign(alignment %zu) wrote *memptr on failure", bad[i]);
+        }
+    }
+    return 0;
+}
+
+static void check_aligned(const char *what, size_t align, size_t size, void *p) {
+    if (p == NULL) {
+        fail("%s(%zu, %zu) returned NULL", what, align, size);
+    }
+    if ((uintptr_t)p % align != 0) {
+        fail("%s(%zu, %zu) returned %p, not aligned", what, align, size, p);
+    }
+    if (malloc_usable_size(p) < size) {
+        fail("%s(%zu, %zu): usable size %zu", what, align, size, malloc_usable_size(p));
+    }
+    memset(p, 0x77, size);
+}
+
+static int aligned_allocs(void) {
+    void *p = aligned_alloc(64, 100); /* size not a multiple of the alignment */
+    check_aligned("aligned_alloc", 64, 100, p);
+    free(p);
+    static const size_t aligns[] = {8, 16, 32, 64, 256, 4096, 16384, 65536, 1 << 20};
+    static const size_t sizes[] = {1, 24, 100, 4096, 5000, 140000, 1 << 20};
+    for (size_t a = 0; a < sizeof aligns / sizeof aligns[0]; a++) {
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            size_t al = aligns[a];
+            size_t sz = sizes[s];
+            void *m = memalign(al, sz);
+            check_aligned("memalign", al, sz, m);
+            void *out = NULL;
+            int rc = posix_memalign(&out, al, sz);
+            if (rc != 0) {
+                return fail("posix_memalign(%zu, %zu) returned %d", al, sz, rc);
+            }
+            check_aligned("posix_memalign", al, sz, out);
+            void *aa = aligned_alloc(al, sz);
+            check_aligned("aligned_alloc", al, sz, aa);
+            free(m);
+            free(out);
+            free(aa);
+        }
+    }
+    void *v = valloc(10);
+    check_aligned("valloc", 4096, 10, v);
+    free(v);
+    return 0;
+}
+
+static int realloc_preserves(void) {
+    static const size_t steps[] = {1, 16, 17, 100, 4000, 70000, 140000, MIB, 3 * MIB, 5000, 20, 1};
+    unsigned char *p = realloc(NULL, 1);
+    if (p == NULL) {
+        return fail("realloc(NULL, 1) returned NULL");
+    }
+    p[0] = 0;
+    size_t have = 1;
+    for (size_t s = 1; s < sizeof steps / sizeof steps[0]; s++) {
+        size_t n = steps[s];
+        unsigned char *q = realloc(p, n);
+        if (q == NULL) {
+            return fail("realloc(%zu -> %zu) returned NULL", have, n);
+        }
+        size_t keep = have < n ? have : n;
+        for (size_t i = 0; i < keep; i++) {
+            if (q[i] != (unsigned char)(i * 7)) {
+                return fail("realloc(%zu -> %zu) changed byte %zu", have, n, i);
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            q[i] = (unsigned char)(i * 7);
+        }
+        p = q;
+        have = n;
+    }
+    free(p);
+    return 0;
+}
+
+static int free_sized_ok(void) {
+    free_sized_fn fs = (free_sized_fn)need_symbol("free_sized");
+    free_aligned_sized_fn fas = (free_aligned_sized_fn)need_symbol("free_aligned_sized");
+    static const size_t sizes[] = {1, 8, 100, 4096, 140000, MIB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = xmalloc(sizes[i]);
+        fs(p, sizes[i]);
+        void *q = aligned_alloc(256, sizes[i]);
+        if (q == NULL) {
+            return fail("aligned_alloc(256, %zu) returned NULL", sizes[i]);
+        }
+        fas(q, 256, sizes[i]);
+    }
+    fs(NULL, 0);
+    return 0;
+}
+
+static int calloc_zero(void) {
+    /* Dirty memory of several sizes, free it, then calloc the same sizes:
+     * whatever slot or pages come back must read as zero. */
+    static const size_t sizes[] = {16, 64, 1000, 4096, 70000, 140000, MIB};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        void *dirty[64];
+        for (size_t i = 0; i < 64; i++) {
+            dirty[i] = xmalloc(sizes[s]);
+            memset(dirty[i], 0xEE, sizes[s]);
+        }
+        for (size_t i = 0; i < 64; i++) {
+            free(dirty[i]);
+        }
+        for (size_t i = 0; i < 64; i++) {
+            unsigned char *c = calloc(1, sizes[s]);
+            if (c == NULL || !all_bytes(c, sizes[s], 0)) {
+                return fail("calloc(1, %zu) did not return zeroed memory", sizes[s]);
+            }
+            dirty[i] = c;
+        }
+        for (size_t i = 0; i < 64; i++) {
+            free(dirty[i]);
+        }
+    }
+    unsigned char *c = calloc(1000, 100);
+    if (c == NULL || !all_bytes(c, 100000, 0)) {
+        return fail("calloc(1000, 100) did not return zeroed memory");
+    }
+    free(c);
+    return 0;
+}
+
+/* --------------------------------------------- hardening (exit 0) */
+
+static int random_stride(void) {
+    uintptr_t a[64];
+    for (size_t i = 0; i < 64; i++) {
+        a[i] = (uintptr_t)xmalloc(32);
+    }
+    intptr_t d0 = (intptr_t)(a[1] - a[0]);
+    for (size_t i = 2; i < 64; i++) {
+        if ((intptr_t)(a[i] - a[i - 1]) != d0) {
+            return 0;
+        }
+    }
+    return fail("64 consecutive malloc(32) are all %ld bytes apart: no randomization", (long)d0);
+}
+
+/* With a quarantine, a freed slot stays out of reach while nothing else is
+ * freed, however many blocks of its size are allocated. */
+static int quarantine_holds(void) {
+    struct heap h = heap_new(80);
+    unsigned char *p = h.victim;
+    free_v(p);
+    size_t n = hold_until(p, 80, 2 * NBLOCKS, 0);
+    if (n != 0) {
+        return fail("a freed slot came back after %zu allocations with no other free", n);
+    }
+    return 0;
+}
+
+/* Same program with ENGRAM_MALLOC=quarantine=0: the slot must come back. */
+static int quarantine_off_reuses(void) {
+    struct heap h = heap_new(80);
+    unsigned char *p = h.victim;
+    free_v(p);
+    size_t n = hold_until(p, 80, 2 * NBLOCKS, 0);
+    if (n == 0) {
+        return fail("a freed slot never came back in %d allocations: is quarantine=0 read?",
+                    2 * NBLOCKS);
+    }
+    return 0;
+}
+
+/* Freed memory is wiped at once (no data or pointers left in it), and every
+ * reused slot comes back zeroed. */
+static int zero_on_free(void) {
+    struct heap h = heap_new(64);
+    unsigned char *p = h.victim;
+    free_v(p);
+    if (!all_bytes(launder(p), 64, 0)) {
+        return fail("a freed block still holds data");
+    }
+    heap_free_odd(&h);
+    size_t n = hold_until(p, 64, MAX_HOLD, 1);
+    if (n == 0) {
+        return setup_failed("the freed slot never came back");
+    }
+    return 0;
+}
+
+/* With ENGRAM_MALLOC=zero=0 nothing wipes a freed block. */
+static int zero_off_keeps_data(void) {
+    struct heap h = heap_new(64);
+    unsigned char *p = h.victim;
+    free_v(p);
+    if (all_bytes(launder(p), 64, 0)) {
+        return fail("a freed block was wiped although zero=0: is the option read?");
+    }
+    return 0;
+}
+
+struct named_case {
+    const char *name;
+    int (*run)(void);
+};
+
+static const struct named_case cases[] = {
+    {"double_free_immediate", double_free_immediate},
+    {"double_free_after_other_frees", double_free_after_other_frees},
+    {"double_free_full_tcache", double_free_full_tcache},
+    {"double_free_cross_thread", double_free_cross_thread},
+    {"double_free_remote_then_owner", double_free_remote_then_owner},
+    {"double_free_large", double_free_large},
+    {"free_global", free_global},
+    {"free_stack", free_stack},
+    {"free_foreign_mmap", free_foreign_mmap},
+    {"free_interior_small", free_interior_small},
+    {"free_interior_large", free_interior_large},
+    {"realloc_freed", realloc_freed},
+    {"realloc_interior", realloc_interior},
+    {"realloc_foreign", realloc_foreign},
+    {"usable_size_freed", usable_size_freed},
+    {"usable_size_interior", usable_size_interior},
+    {"usable_size_foreign", usable_size_foreign},
+    {"write_after_free", write_after_free},
+    {"heap_overflow_small", heap_overflow_small},
+    {"heap_overflow_large", heap_overflow_large},
+    {"free_sized_wrong_size", free_sized_wrong_size},
+    {"free_aligned_sized_wrong_alignment", free_aligned_sized_wrong_alignment},
+    {"malloc_zero_write", malloc_zero_write},
+    {"large_guard_page", large_guard_page},
+    {"malloc_zero_distinct", malloc_zero_distinct},
+    {"impossible_sizes", impossible_sizes},
+    {"posix_memalign_einval", posix_memalign_einval},
+    {"aligned_allocs", aligned_allocs},
+    {"realloc_preserves", realloc_preserves},
+    {"free_sized_ok", free_sized_ok},
+    {"calloc_zero", calloc_zero},
+    {"random_stride", random_stride},
+    {"quarantine_holds", quarantine_holds},
+    {"quarantine_off_reuses", quarantine_off_reuses},
+    {"zero_on_free", zero_on_free},
+    {"zero_off_keeps_data", zero_off_keeps_data},
+};
+
+int main(int argc, char **argv) {
+    /* Expected crashes should not write core files. */
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    /* A hang is a failure too: SIGALRM ends the run. */
+    alarm(60);
+    if (argc == 2) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            if (strcmp(argv[1], cases[i].name) == 0) {
+                return cases[i].run();
+            }
+        }
+    }
+    fprintf(stderr, "usage: misuse <case>; cases:");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fprintf(stderr, " %s", cases[i].name);
+    }
+    fputc('\n', stderr);
+    return 2;
+}

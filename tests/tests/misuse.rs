@@ -1,0 +1,592 @@
+//! Misuse aborts and C-level guarantees of `libengram_malloc.so`.
+//!
+//! `tests/c/misuse.c` is compiled once with the system `cc`; each test runs one
+//! of its cases in a child process under `LD_PRELOAD=libengram_malloc.so` and
+//! checks how the child ended:
+//!
+//! - a misuse must end in `SIGABRT` with exactly one
+//!   `engram-malloc: fatal: <kind> in <op>() at 0x<addr>` line on stderr
+//!   (docs/ALLOC_CONTRACT.md), at the address the program announced;
+//! - a bad access the allocator guards against must end in `SIGSEGV`;
+//! - a guarantee (errno values, alignment, zeroing, quarantine, ...) must exit 0.
+//!
+//! The exit codes of the C program are listed at the top of `misuse.c`.
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A case taking longer than this has hung (misuse.c also arms `alarm(60)`).
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Every case of misuse.c; `every_c_case_is_tested` keeps the two lists equal.
+const ALL_CASES: &[&str] = &[
+    "double_free_immediate",
+    "double_free_after_other_frees",
+    "double_free_full_tcache",
+    "double_free_cross_thread",
+    "double_free_remote_then_owner",
+    "double_free_large",
+    "free_global",
+    "free_stack",
+    "free_foreign_mmap",
+    "free_interior_small",
+    "free_interior_large",
+    "realloc_freed",
+    "realloc_interior",
+    "realloc_foreign",
+    "usable_size_freed",
+    "usable_size_interior",
+    "usable_size_foreign",
+    "write_after_free",
+    "heap_overflow_small",
+    "heap_overflow_large",
+    "free_sized_wrong_size",
+    "free_aligned_sized_wrong_alignment",
+    "malloc_zero_write",
+    "large_guard_page",
+    "malloc_zero_distinct",
+    "impossible_sizes",
+    "posix_memalign_einval",
+    "aligned_allocs",
+    "realloc_preserves",
+    "free_sized_ok",
+    "calloc_zero",
+    "random_stride",
+    "quarantine_holds",
+    "quarantine_off_reuses",
+    "zero_on_free",
+    "zero_off_keeps_data",
+];
+
+/// The compiled misuse program, built once per test process.
+fn misuse_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("c")
+            .join("misuse.c");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("misuse");
+        // Build under a private name, then rename: another test process may be
+        // running the previous binary.
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        let res = Command::new("cc")
+            .args(["-O0", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .arg("-ldl")
+            .output()
+            .expect("running the system `cc`");
+        assert!(
+            res.status.success(),
+            "cc failed on {}:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        std::fs::rename(&tmp, &out).expect("renaming the compiled misuse program");
+        out
+    })
+}
+
+/// How a child ended and what it printed.
+struct Outcome {
+    case: String,
+    status: ExitStatus,
+    stderr: String,
+}
+
+impl Outcome {
+    fn describe(&self) -> String {
+        let how = match (self.status.code(), self.status.signal()) {
+            (Some(c), _) => format!("exited with {c}"),
+            (None, Some(s)) => format!("died of signal {s}"),
+            _ => "ended somehow".to_string(),
+        };
+        format!("case `{}` {how}; stderr:\n{}", self.case, self.stderr)
+    }
+
+    /// The address the program printed before the misuse.
+    fn announced(&self) -> u64 {
+        let line = self
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("misuse: ptr=0x"))
+            .unwrap_or_else(|| panic!("no `misuse: ptr=` line; {}", self.describe()));
+        u64::from_str_radix(line.trim(), 16).expect("hex pointer in `misuse: ptr=`")
+    }
+}
+
+fn collect(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        // A read error leaves what was read: the status still tells the story.
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
+fn wait_with_timeout(mut child: Child, what: &str) -> (ExitStatus, String) {
+    let out = collect(child.stdout.take().expect("piped stdout"));
+    let err = collect(child.stderr.take().expect("piped stderr"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting for the child") {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err.join().unwrap_or_default();
+            panic!(
+                "{what} still running after {TIMEOUT:?}; stderr:\n{}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut text = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    let stdout = out.join().unwrap_or_default();
+    if !stdout.is_empty() {
+        text.push_str("\n[stdout]\n");
+        text.push_str(&String::from_utf8_lossy(&stdout));
+    }
+    (status, text)
+}
+
+/// Runs one case under LD_PRELOAD with `ENGRAM_MALLOC` set to `options`
+/// (unset when empty).
+fn run_case(case: &str, options: &str) -> Outcome {
+    assert!(ALL_CASES.contains(&case), "`{case}` is not in ALL_CASES");
+    let mut cmd = Command::new(misuse_bin());
+    cmd.arg(case)
+        .env("LD_PRELOAD", engram_tests::malloc_so())
+        .env_remove("ENGRAM_MALLOC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if !options.is_empty() {
+        cmd.env("ENGRAM_MALLOC", options);
+    }
+    let child = cmd.spawn().expect("spawning the misuse program");
+    let (status, stderr) = wait_with_timeout(child, &format!("case `{case}`"));
+    Outcome {
+        case: case.to_string(),
+        status,
+        stderr,
+    }
+}
+
+/// Where the reported address must lie, relative to the announced pointer.
+#[derive(Clone, Copy)]
+enum At {
+    /// Exactly the announced pointer (the one handed to the faulting call).
+    Ptr,
+    /// Anywhere in `[ptr, ptr + n)`: the block or the damaged byte in it.
+    Within(u64),
+}
+
+/// Runs `case` and checks it died of SIGABRT with the contract's fault line.
+fn expect_fault(case: &str, options: &str, kind: &str, op: &str, at: At) {
+    let o = run_case(case, options);
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGABRT),
+        "expected SIGABRT with `{kind} in {op}()`; {}",
+        o.describe()
+    );
+    let fatal: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("engram-malloc: fatal:"))
+        .collect();
+    assert_eq!(
+        fatal.len(),
+        1,
+        "expected exactly one fault line; {}",
+        o.describe()
+    );
+    let prefix = format!("engram-malloc: fatal: {kind} in {op}() at 0x");
+    let hex = fatal[0]
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("expected a line starting `{prefix}`; {}", o.describe()));
+    let addr = u64::from_str_radix(hex, 16)
+        .unwrap_or_else(|_| panic!("bad address `{hex}` in the fault line; {}", o.describe()));
+    let ptr = o.announced();
+    match at {
+        At::Ptr => assert_eq!(
+            addr,
+            ptr,
+            "fault reported at {addr:#x}, the misused pointer was {ptr:#x}; {}",
+            o.describe()
+        ),
+        At::Within(n) => assert!(
+            (ptr..ptr + n).contains(&addr),
+            "fault reported at {addr:#x}, outside the block [{ptr:#x}, +{n}); {}",
+            o.describe()
+        ),
+    }
+}
+
+/// Runs `case` and checks it died of `signal` (a guarded bad access).
+fn expect_signal(case: &str, options: &str, signal: i32) {
+    let o = run_case(case, options);
+    assert_eq!(
+        o.status.signal(),
+        Some(signal),
+        "expected signal {signal}; {}",
+        o.describe()
+    );
+}
+
+/// Runs `case` and checks it exited 0 with no fault line.
+fn expect_ok(case: &str, options: &str) {
+    let o = run_case(case, options);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "expected exit 0; {}",
+        o.describe()
+    );
+    assert!(
+        !o.stderr.contains("engram-malloc: fatal:"),
+        "unexpected fault line; {}",
+        o.describe()
+    );
+}
+
+#[test]
+fn every_c_case_is_tested() {
+    // Without arguments the program lists its cases (no LD_PRELOAD needed).
+    let (status, stderr) = wait_with_timeout(
+        Command::new(misuse_bin())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning the misuse program"),
+        "misuse usage",
+    );
+    assert_eq!(status.code(), Some(2), "usage exit code; stderr:\n{stderr}");
+    let listed: Vec<&str> = stderr
+        .split_once("cases:")
+        .map(|(_, l)| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(listed, ALL_CASES, "misuse.c cases vs ALL_CASES");
+}
+
+// ---------------------------------------------------------------- double free
+
+#[test]
+fn double_free_immediate() {
+    expect_fault("double_free_immediate", "", "double free", "free", At::Ptr);
+}
+
+#[test]
+fn double_free_after_other_frees() {
+    expect_fault(
+        "double_free_after_other_frees",
+        "",
+        "double free",
+        "free",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn double_free_with_full_thread_cache() {
+    expect_fault(
+        "double_free_full_tcache",
+        "",
+        "double free",
+        "free",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn double_free_from_another_thread() {
+    expect_fault(
+        "double_free_cross_thread",
+        "",
+        "double free",
+        "free",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn double_free_by_owner_after_remote_free() {
+    expect_fault(
+        "double_free_remote_then_owner",
+        "",
+        "double free",
+        "free",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn double_free_large() {
+    expect_fault("double_free_large", "", "double free", "free", At::Ptr);
+}
+
+// ------------------------------------------------------- invalid / interior
+
+#[test]
+fn free_of_global() {
+    expect_fault("free_global", "", "invalid pointer", "free", At::Ptr);
+}
+
+#[test]
+fn free_of_stack_address() {
+    expect_fault("free_stack", "", "invalid pointer", "free", At::Ptr);
+}
+
+#[test]
+fn free_of_foreign_mmap() {
+    expect_fault("free_foreign_mmap", "", "invalid pointer", "free", At::Ptr);
+}
+
+#[test]
+fn free_of_interior_pointer_small() {
+    expect_fault(
+        "free_interior_small",
+        "",
+        "interior pointer",
+        "free",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn free_of_interior_pointer_large() {
+    expect_fault(
+        "free_interior_large",
+        "",
+        "interior pointer",
+        "free",
+        At::Ptr,
+    );
+}
+
+// ------------------------------------------------------------------ realloc
+
+#[test]
+fn realloc_of_freed_pointer() {
+    expect_fault("realloc_freed", "", "use after free", "realloc", At::Ptr);
+}
+
+#[test]
+fn realloc_of_interior_pointer() {
+    expect_fault(
+        "realloc_interior",
+        "",
+        "interior pointer",
+        "realloc",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn realloc_of_foreign_pointer() {
+    expect_fault("realloc_foreign", "", "invalid pointer", "realloc", At::Ptr);
+}
+
+// ------------------------------------------------------- malloc_usable_size
+
+#[test]
+fn usable_size_of_freed_pointer() {
+    expect_fault(
+        "usable_size_freed",
+        "",
+        "use after free",
+        "malloc_usable_size",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn usable_size_of_interior_pointer() {
+    expect_fault(
+        "usable_size_interior",
+        "",
+        "interior pointer",
+        "malloc_usable_size",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn usable_size_of_foreign_pointer() {
+    expect_fault(
+        "usable_size_foreign",
+        "",
+        "invalid pointer",
+        "malloc_usable_size",
+        At::Ptr,
+    );
+}
+
+// ------------------------------------------------ write after free, overflow
+
+#[test]
+fn write_after_free_without_quarantine() {
+    expect_fault(
+        "write_after_free",
+        "quarantine=0",
+        "write after free",
+        "malloc",
+        At::Within(64),
+    );
+}
+
+#[test]
+fn write_after_free_with_defaults() {
+    // The program frees 2047 more blocks of the size after the damaged one,
+    // which cycles the default quarantine before it waits for the slot.
+    expect_fault(
+        "write_after_free",
+        "",
+        "write after free",
+        "malloc",
+        At::Within(64),
+    );
+}
+
+#[test]
+fn heap_overflow_one_byte_past_small_block() {
+    expect_fault(
+        "heap_overflow_small",
+        "",
+        "heap overflow",
+        "free",
+        At::Within(32),
+    );
+}
+
+#[test]
+fn heap_overflow_one_byte_past_large_block() {
+    expect_fault(
+        "heap_overflow_large",
+        "",
+        "heap overflow",
+        "free",
+        At::Within(200 * 1024 + 4096),
+    );
+}
+
+#[test]
+fn free_sized_with_wrong_size() {
+    expect_fault(
+        "free_sized_wrong_size",
+        "",
+        "size mismatch",
+        "free_sized",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn free_aligned_sized_with_wrong_alignment() {
+    expect_fault(
+        "free_aligned_sized_wrong_alignment",
+        "",
+        "size mismatch",
+        "free_aligned_sized",
+        At::Ptr,
+    );
+}
+
+// ------------------------------------------------------------ guard pages
+
+#[test]
+fn write_into_malloc_zero_faults() {
+    expect_signal("malloc_zero_write", "", libc::SIGSEGV);
+}
+
+#[test]
+fn write_past_large_block_hits_guard_page() {
+    expect_signal("large_guard_page", "", libc::SIGSEGV);
+}
+
+// -------------------------------------------------------------- guarantees
+
+#[test]
+fn malloc_zero_returns_distinct_pointers() {
+    expect_ok("malloc_zero_distinct", "");
+}
+
+#[test]
+fn impossible_sizes_fail_with_enomem() {
+    expect_ok("impossible_sizes", "");
+}
+
+#[test]
+fn posix_memalign_rejects_bad_alignments() {
+    expect_ok("posix_memalign_einval", "");
+}
+
+#[test]
+fn aligned_allocations_are_aligned() {
+    expect_ok("aligned_allocs", "");
+}
+
+#[test]
+fn realloc_preserves_contents() {
+    expect_ok("realloc_preserves", "");
+}
+
+#[test]
+fn free_sized_with_right_sizes() {
+    expect_ok("free_sized_ok", "");
+}
+
+#[test]
+fn calloc_returns_zeroed_memory() {
+    expect_ok("calloc_zero", "");
+}
+
+// ------------------------------------------------- hardening and its switches
+
+#[test]
+fn consecutive_small_blocks_are_randomized() {
+    expect_ok("random_stride", "");
+}
+
+#[test]
+fn freed_slot_is_quarantined() {
+    expect_ok("quarantine_holds", "");
+}
+
+#[test]
+fn quarantine_switch_is_read() {
+    // The same program that `freed_slot_is_quarantined` runs now sees its slot
+    // come back, so `quarantine=0` took effect.
+    expect_ok("quarantine_off_reuses", "quarantine=0");
+    let o = run_case("quarantine_holds", "quarantine=0");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "with quarantine=0 the freed slot should come back; {}",
+        o.describe()
+    );
+}
+
+#[test]
+fn freed_memory_is_zeroed() {
+    expect_ok("zero_on_free", "");
+}
+
+#[test]
+fn zero_switch_is_read() {
+    expect_ok("zero_off_keeps_data", "zero=0");
+    let o = run_case("zero_off_keeps_data", "");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "with the default zero=1 the freed block should be wiped; {}",
+        o.describe()
+    );
+}
