@@ -302,20 +302,25 @@ fn init_slow() -> bool {
     true
 }
 
+/// The options from `ENGRAM_MALLOC`, or the defaults.
+fn env_config() -> Config {
+    // SAFETY: getenv reads the environment without allocating; the name is
+    // NUL-terminated. The value is parsed before anything can change the env.
+    let env = unsafe { libc::getenv(c"ENGRAM_MALLOC".as_ptr()) };
+    if env.is_null() {
+        Config::DEFAULT
+    } else {
+        // SAFETY: getenv returned a NUL-terminated string.
+        Config::parse(unsafe { core::ffi::CStr::from_ptr(env) }.to_bytes())
+    }
+}
+
 /// Reserve the regions and lay out the metadata.
 ///
 /// # Safety
 /// Called once, by the init winner, with exclusive access to `gl`.
 unsafe fn init_globals(gl: &mut Globals) -> bool {
-    // SAFETY: getenv reads the environment without allocating; the name is
-    // NUL-terminated. The result is copied before anything can change the env.
-    let env = unsafe { libc::getenv(c"ENGRAM_MALLOC".as_ptr()) };
-    let cfg = if env.is_null() {
-        Config::DEFAULT
-    } else {
-        // SAFETY: getenv returned a NUL-terminated string.
-        Config::parse(unsafe { core::ffi::CStr::from_ptr(env) }.to_bytes())
-    };
+    let cfg = env_config();
     // 4 GiB per class; smaller if the address space is limited (valgrind, ulimit -v).
     let mut rshift = REGION_SHIFT;
     let base = loop {
@@ -1095,11 +1100,13 @@ static REPORTED: AtomicU8 = AtomicU8::new(0);
 
 /// Write the report line once per process if `stats` is on.
 pub fn report() {
-    if STATE.load(Ordering::Acquire) != READY {
-        return;
-    }
-    let gl = g();
-    if !gl.cfg.stats || REPORTED.swap(1, Ordering::AcqRel) != 0 {
+    // A process that never allocated still reports (zeros): read the options here.
+    let cfg = if STATE.load(Ordering::Acquire) == READY {
+        g().cfg
+    } else {
+        env_config()
+    };
+    if !cfg.stats || REPORTED.swap(1, Ordering::AcqRel) != 0 {
         return;
     }
     let t = tc();
@@ -1117,7 +1124,7 @@ pub fn report() {
         .push(b" faults=")
         .dec(COUNTERS.faults.load(Ordering::Relaxed))
         .push(b"\n");
-    os::write_all(gl.cfg.stats_fd, l.as_bytes());
+    os::write_all(cfg.stats_fd, l.as_bytes());
 }
 
 /// Allow a forked child to report again.

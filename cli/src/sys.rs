@@ -1,0 +1,122 @@
+//! The few OS calls std does not offer, the only `unsafe` in the CLI.
+//!
+//! Two things need raw libc here:
+//! - the stats pipe, whose write end must survive `exec` (std only makes
+//!   close-on-exec descriptors) while the read end must not leak into the child;
+//! - ignoring the terminal's SIGINT / SIGQUIT while the child runs, so that a
+//!   Ctrl-C stops the program, not the report about it.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The stats pipe of `engram run`.
+///
+/// Invariants: both descriptors are above stdio (>= 3), so the child's own
+/// stdin/stdout/stderr can never alias them; `read` is close-on-exec; `write`
+/// is inherited across `exec`.
+pub struct StatsPipe {
+    pub read: OwnedFd,
+    pub write: OwnedFd,
+}
+
+/// Creates the stats pipe (see [`StatsPipe`] for what holds on return).
+pub fn stats_pipe() -> io::Result<StatsPipe> {
+    let mut fds: [libc::c_int; 2] = [-1; 2];
+    // Both ends start close-on-exec, so no `exec` racing with us on another thread
+    // can inherit the read end; the write end is opened up below.
+    // SAFETY: `fds` is a valid, writable array of two c_ints, as pipe2(2) requires.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so fds[0] is a fresh descriptor nobody else owns.
+    let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, for fds[1].
+    let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    let read = above_stdio(read)?;
+    let write = above_stdio(write)?;
+    clear_cloexec(&write)?;
+    Ok(StatsPipe { read, write })
+}
+
+/// Moves `fd` above 0, 1 and 2 if it landed there (engram started with a closed
+/// stdio descriptor): the child would otherwise read or print through our pipe.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: `fd` is open while borrowed; F_DUPFD_CLOEXEC takes the lowest
+    // acceptable new descriptor number as its int argument.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl succeeded, so `raw` is a fresh descriptor nobody else owns;
+    // the stdio-numbered original closes when `fd` drops here.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Lets `fd` survive `exec`.
+fn clear_cloexec(fd: &OwnedFd) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: `raw` is open for as long as `fd` is borrowed; F_GETFD takes no argument.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is open (as above); F_SETFD takes an int flag set.
+    let rc = unsafe { libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+extern "C" fn ignore_signal(_signal: libc::c_int) {}
+
+/// Makes SIGINT and SIGQUIT harmless to engram until it exits.
+///
+/// The terminal sends them to the whole foreground process group: the child
+/// decides what they mean, and engram stays alive to report how it ended. A
+/// caught signal (unlike SIG_IGN) returns to its default at `exec`, so the
+/// child starts with ordinary dispositions. SA_RESTART keeps the blocking
+/// pipe read and `waitpid` going.
+pub fn survive_terminal_signals() -> io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: sigaction is plain old data; all-zero is a valid (empty) value
+        // that is filled in below.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: `action.sa_mask` is a valid sigset_t owned by this frame.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: `action` is fully initialised; the handler is an async-signal-safe
+        // no-op that lives for the whole program; a null old-action pointer is allowed.
+        let rc = unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cloexec(fd: &OwnedFd) -> bool {
+        // SAFETY: `fd` is open while borrowed; F_GETFD takes no argument.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+        assert!(flags >= 0);
+        flags & libc::FD_CLOEXEC != 0
+    }
+
+    #[test]
+    fn pipe_ends_have_the_right_inheritance() {
+        let pipe = stats_pipe().unwrap();
+        assert!(pipe.read.as_raw_fd() > 2);
+        assert!(pipe.write.as_raw_fd() > 2);
+        assert!(cloexec(&pipe.read));
+        assert!(!cloexec(&pipe.write));
+    }
+}

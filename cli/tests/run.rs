@@ -1,0 +1,273 @@
+//! `engram run` end to end, through the built binary.
+//!
+//! Two kinds of tests:
+//! - with the real libengram_malloc.so (target/release, or $ENGRAM_MALLOC_LIB),
+//!   skipped with a message while it has not been built;
+//! - hermetic ones where a shell script plays the allocator: it writes report
+//!   lines to the `stats_fd` named in its ENGRAM_MALLOC, and the preloaded
+//!   library is the C library itself (already loaded, so preloading it changes
+//!   nothing). They check the pipe, the environment, parsing and exit codes
+//!   whether or not the allocator exists yet.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ENGRAM: &str = env!("CARGO_BIN_EXE_engram");
+
+/// The real allocator library, if built.
+fn real_library() -> Option<PathBuf> {
+    let path = match std::env::var_os("ENGRAM_MALLOC_LIB") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/libengram_malloc.so"),
+    };
+    if path.is_file() {
+        Some(path)
+    } else {
+        println!(
+            "skipped: {} is missing (cargo build --release -p engram-malloc)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// The C library this test runs on: a harmless stand-in for LD_PRELOAD.
+fn stand_in_library() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let found = maps
+        .lines()
+        .filter_map(|line| line.split_ascii_whitespace().nth(5))
+        .map(PathBuf::from)
+        .find(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("libc.so") || name.starts_with("libc-"))
+        });
+    if found.is_none() {
+        println!("skipped: no shared C library mapped in this process");
+    }
+    found
+}
+
+/// `engram <args>` with a clean allocator environment.
+fn engram(args: &[&str]) -> Command {
+    let mut command = Command::new(ENGRAM);
+    command
+        .args(args)
+        .env_remove("ENGRAM_MALLOC")
+        .env_remove("ENGRAM_MALLOC_LIB")
+        .env_remove("LD_PRELOAD");
+    command
+}
+
+fn run(command: &mut Command) -> (Option<i32>, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("engram starts");
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A shell script that writes `lines` to the report pipe, then runs `then`.
+fn fake_allocator_script(lines: &[&str], then: &str) -> String {
+    let mut script = String::from("fd=${ENGRAM_MALLOC##*stats_fd=}\n");
+    for line in lines {
+        script.push_str(&format!("echo \"{line}\" >&\"$fd\"\n"));
+    }
+    script.push_str(then);
+    script
+}
+
+const GOOD_1: &str = "engram-malloc: report pid=$$ allocs=10 frees=8 peak_bytes=2048 faults=0";
+const GOOD_2: &str = "engram-malloc: report pid=7 allocs=5 frees=5 peak_bytes=3145728 faults=1";
+const BAD: &str = "engram-malloc: report pid=7 allocs=oops";
+
+#[test]
+fn real_allocator_on_true() {
+    let Some(lib) = real_library() else { return };
+    let lib = lib.to_str().unwrap();
+    let (code, _, stderr) = run(&mut engram(&["run", "--lib", lib, "--", "/bin/true"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("processes: 1\n"), "{stderr}");
+    assert!(stderr.contains("faults caught: 0\n"), "{stderr}");
+    assert!(stderr.contains("ended: exit code 0\n"), "{stderr}");
+}
+
+// /bin/sh is dash on Debian: its `exit` ends in `_exit(2)`, which skips atexit
+// handlers and destructors. `processes: 1` therefore needs the allocator to write
+// its report on `_exit`/`_Exit` too, not only from a destructor.
+#[test]
+fn real_allocator_on_sh_exit_3() {
+    let Some(lib) = real_library() else { return };
+    let lib = lib.to_str().unwrap();
+    let (code, _, stderr) = run(&mut engram(&[
+        "run", "--lib", lib, "--", "sh", "-c", "exit 3",
+    ]));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("processes: 1\n"), "{stderr}");
+    assert!(stderr.contains("ended: exit code 3\n"), "{stderr}");
+}
+
+#[test]
+fn real_allocator_reports_every_process() {
+    let Some(lib) = real_library() else { return };
+    let lib = lib.to_str().unwrap();
+    let (code, stdout, stderr) = run(&mut engram(&[
+        "run",
+        "--json",
+        "--lib",
+        lib,
+        "--",
+        "sh",
+        "-c",
+        "/bin/true; /bin/true; echo done",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let json = stdout.lines().last().unwrap_or_default();
+    assert!(stdout.starts_with("done\n"), "{stdout}");
+    // The shell (which ends in `_exit`, see above) and its two children; echo is
+    // a builtin, so there is no third child.
+    let processes = json
+        .split_once("\"processes\":")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(processes, Some(3), "{json}");
+}
+
+#[test]
+fn several_processes_and_malformed_lines() {
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    let script = fake_allocator_script(&[GOOD_1, BAD, GOOD_2], "exit 5");
+    let (code, _, stderr) = run(engram(&["run", "--lib"])
+        .arg(&lib)
+        .args(["--", "sh", "-c", &script]));
+    assert_eq!(code, Some(5), "{stderr}");
+    for expected in [
+        "processes: 2\n",
+        "allocations: 15\n",
+        "frees: 13\n",
+        "peak bytes: 3.0 MiB (3145728 B)\n",
+        "faults caught: 1\n",
+        "malformed report lines: 1\n",
+        "ended: exit code 5\n",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    }
+}
+
+#[test]
+fn json_report_on_stdout() {
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    let script = fake_allocator_script(&[GOOD_2], "echo program output");
+    let (code, stdout, stderr) = run(engram(&["run", "--json", "--lib"])
+        .arg(&lib)
+        .args(["--", "sh", "-c", &script]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("processes:"), "{stderr}");
+    assert_eq!(
+        stdout,
+        "program output\n\
+         {\"program\":\"sh\",\"processes\":1,\"allocs\":5,\"frees\":5,\"peak_bytes\":3145728,\
+         \"faults\":1,\"malformed_lines\":0,\"exit_code\":0,\"signal\":null,\
+         \"core_dumped\":false,\"status\":0}\n"
+    );
+}
+
+#[test]
+fn child_sees_merged_environment() {
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    let canonical = lib.canonicalize().unwrap();
+    let (code, stdout, stderr) = run(engram(&["run", "--quiet", "--opts", "guard=0", "--lib"])
+        .arg(&lib)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo \"$ENGRAM_MALLOC\"; echo \"$LD_PRELOAD\"",
+        ])
+        .env("ENGRAM_MALLOC", "quarantine=0,stats_fd=1")
+        .env("LD_PRELOAD", &lib));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "--quiet printed: {stderr}");
+    let mut lines = stdout.lines();
+    let options = lines.next().unwrap();
+    let fd = options
+        .strip_prefix("quarantine=0,guard=0,stats_fd=")
+        .unwrap_or_else(|| panic!("{options}"));
+    assert!(fd.parse::<u32>().unwrap() > 2, "{options}");
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("{}:{}", canonical.display(), lib.display())
+    );
+}
+
+#[test]
+fn signals_and_shell_exit_codes() {
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    let (code, _, stderr) =
+        run(engram(&["run", "--lib"])
+            .arg(&lib)
+            .args(["--", "sh", "-c", "kill -TERM $$"]));
+    assert_eq!(code, Some(128 + 15), "{stderr}");
+    assert!(stderr.contains("ended: killed by SIGTERM\n"), "{stderr}");
+    assert!(stderr.contains("processes: 0\n"), "{stderr}");
+
+    let (code, _, stderr) = run(engram(&["run", "--lib"])
+        .arg(&lib)
+        .args(["--", "/nonexistent/program"]));
+    assert_eq!(code, Some(127), "{stderr}");
+    assert!(
+        stderr.contains("cannot run /nonexistent/program"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_library_is_a_clear_error() {
+    let (code, stdout, stderr) = run(&mut engram(&[
+        "run",
+        "--lib",
+        "/nonexistent/libengram_malloc.so",
+        "--",
+        "/bin/true",
+    ]));
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("engram: error: --lib: /nonexistent/libengram_malloc.so is not a file"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(engram(&["run", "--", "/bin/true"])
+        .env("ENGRAM_MALLOC_LIB", "/nonexistent/libengram_malloc.so"));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("ENGRAM_MALLOC_LIB"), "{stderr}");
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let (code, _, stderr) = run(&mut engram(&[
+        "run",
+        "--opts",
+        "stats_fd=1",
+        "--lib",
+        ENGRAM,
+        "--",
+        "/bin/true",
+    ]));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("stats_fd is set by engram run"), "{stderr}");
+}
