@@ -38,6 +38,9 @@ use crate::{large, os};
 
 /// Bytes of the canary word at the end of every slot.
 const TAIL: usize = 8;
+/// Most slot bytes one thread's quarantine holds back: the quarantine delays reuse,
+/// it must not hold megabytes of 128 KiB slots resident.
+const QUARANTINE_BYTES: usize = 1 << 20;
 /// Thread-cache entry flag: the slot was never used, so it is known to be zero.
 const FRESH: u32 = 1;
 
@@ -211,6 +214,8 @@ struct ThreadCache {
     count: [u8; NCLASS],
     slots: [[u32; TCACHE_MAX]; NCLASS],
     qlen: usize,
+    /// Slot bytes held by the quarantine (zeroed, but resident).
+    qbytes: usize,
     quarantine: [usize; QUARANTINE_MAX],
     allocs: u64,
     frees: u64,
@@ -226,6 +231,7 @@ thread_local! {
             count: [0; NCLASS],
             slots: [[0; TCACHE_MAX]; NCLASS],
             qlen: 0,
+            qbytes: 0,
             quarantine: [0; QUARANTINE_MAX],
             allocs: 0,
             frees: 0,
@@ -875,6 +881,7 @@ fn drain(t: *mut ThreadCache) {
     unsafe {
         let q = (*t).qlen;
         (*t).qlen = 0;
+        (*t).qbytes = 0;
         for i in 0..q {
             let p = (*t).quarantine[i];
             let off = p - gl.base;
@@ -956,17 +963,22 @@ fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
         let q = gl.cfg.quarantine;
         if q > 0 {
             let n = (*t).qlen;
-            if n < q {
+            let size = gl.geom[c].slot as usize;
+            if n < q && (*t).qbytes + size <= QUARANTINE_BYTES {
                 (*t).quarantine[n] = addr;
                 (*t).qlen = n + 1;
+                (*t).qbytes += size;
                 return;
             }
-            let i = below(next_rand(t), q);
-            core::mem::swap(&mut (*t).quarantine[i], &mut addr);
-            let o = addr - gl.base;
-            (c, off) = split_off(gl, o);
+            if n > 0 {
+                // Full (by count or bytes): the new slot takes a random entry's
+                // place and that one moves on to the cache.
+                let i = below(next_rand(t), n);
+                core::mem::swap(&mut (*t).quarantine[i], &mut addr);
+                (c, off) = split_off(gl, addr - gl.base);
+                (*t).qbytes = (*t).qbytes + size - gl.geom[c].slot as usize;
+            }
         }
-        let _ = addr;
         let n = (*t).count[c] as usize;
         if n >= cap_of(c) {
             flush(t, c);
@@ -1049,6 +1061,16 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
         }
     }
     true
+}
+
+/// Grow a large block by moving its pages (mremap) instead of copying them;
+/// null when `p` is not a large block or the OS refused.
+pub(crate) fn grow_large(p: *mut u8, old: usize, new: usize) -> *mut u8 {
+    let gl = g();
+    if (p as usize).wrapping_sub(gl.base) < gl.span || new <= gl.small_max {
+        return ptr::null_mut();
+    }
+    large::grow_by_remap(p, old, new)
 }
 
 /// Flush this thread's cache and quarantine, drop the pages of every empty slab and

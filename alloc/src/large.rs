@@ -162,16 +162,12 @@ impl State {
         rec
     }
 
-    /// Take a cached mapping of at least `pages` bytes and at most 25 % more.
+    /// Take the smallest cached mapping of at least `bytes` bytes.
     fn take_cached(&mut self, bytes: usize, align: usize) -> Option<(usize, usize, usize)> {
         let mut best: Option<usize> = None;
         for k in 0..self.ncache {
             let (a, m, _) = self.cache[k];
-            if m >= bytes
-                && m - bytes <= bytes / 4
-                && a % align == 0
-                && best.is_none_or(|b| self.cache[b].1 > m)
-            {
+            if m >= bytes && a % align == 0 && best.is_none_or(|b| self.cache[b].1 > m) {
                 best = Some(k);
             }
         }
@@ -184,6 +180,16 @@ impl State {
     }
 
     /// Forget a mapping that is about to be unmapped.
+    fn push_cached(&mut self, e: (usize, usize, usize)) -> bool {
+        if self.ncache == CACHE_CAP {
+            return false;
+        }
+        self.cache[self.ncache] = e;
+        self.ncache += 1;
+        self.cache_bytes += e.1;
+        true
+    }
+
     fn dropping(&mut self, guard: usize) {
         if guard > 0 {
             self.guarded -= 1;
@@ -274,6 +280,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     let (p, map, guard) = match cached {
         Some((a, m, g)) => {
             let p = a as *mut u8;
+            let (m, g) = split_cached(a, m, g, map);
             // SAFETY: a cached mapping of `m` RW bytes, zeroed at free and used by
             // nobody since.
             if config().zero && !unsafe { is_zero(p, m) } {
@@ -317,6 +324,38 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     p
 }
 
+/// Cut a cached mapping `[a, a+m)` (guard `g` after it) down to `want` bytes when
+/// it is more than 25 % bigger: a guard page goes right after the kept part and
+/// the rest returns to the cache (or to the OS when small). Returns the kept
+/// (map, guard).
+fn split_cached(a: usize, m: usize, g: usize, want: usize) -> (usize, usize) {
+    if m - want <= want / 4 || m - want < 2 * PAGE {
+        return (m, g);
+    }
+    let tail = a + want + PAGE;
+    let tail_len = m - want - PAGE;
+    // The page after the kept part becomes its guard (or, unguarded, is dropped).
+    let cut = a + want;
+    // SAFETY: `[cut, cut+PAGE)` lies inside the cached mapping, which nobody uses.
+    let guarded = g > 0 && unsafe { os::protect_none(cut as *mut u8, PAGE) };
+    if !guarded {
+        // SAFETY: as above; the page is unused.
+        unsafe { os::unmap(cut as *mut u8, PAGE) };
+    }
+    let mut st = LARGE.lock();
+    if guarded {
+        st.guarded += 1;
+    }
+    if tail_len > crate::size_class::MAX_SMALL && st.push_cached((tail, tail_len, g)) {
+        return (want, if guarded { PAGE } else { 0 });
+    }
+    st.dropping(g);
+    drop(st);
+    // SAFETY: the tail and its old guard are unused parts of the cached mapping.
+    unsafe { unmap_block(tail, tail_len, g) };
+    (want, if guarded { PAGE } else { 0 })
+}
+
 /// Classify a pointer that is not a live large block.
 fn unknown(st: &State, p: usize) -> Fault {
     if p != 0 && st.recent.contains(&p) {
@@ -358,8 +397,11 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     let pos = st.recent_pos;
     st.recent[pos] = addr;
     st.recent_pos = (pos + 1) % RECENT;
-    let limit = config().large_cache;
-    let cacheable = rec.map <= limit / 4;
+    // The cache follows the heap: at most the live large bytes (16 MiB at least,
+    // `large_cache` at most), so a small program's peak RSS does not carry tens of
+    // MiB of freed blocks while a program cycling big blocks still reuses them.
+    let limit = config().large_cache.min(st.live_bytes.max(16 << 20));
+    let cacheable = rec.map <= limit / 2;
     if !cacheable {
         st.dropping(rec.guard);
     }
@@ -459,6 +501,77 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     }
     st.slot_mut(i).size = new;
     true
+}
+
+/// Grow live block `p` (requested size `old`) to `new` bytes by moving its pages
+/// with mremap: no copy, and no second copy resident while it runs. Returns the
+/// new address, or null (block untouched) if `p` is not a live large block or the
+/// kernel refused.
+pub(crate) fn grow_by_remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
+    let Some(new_map) = new.checked_next_multiple_of(PAGE) else {
+        return ptr::null_mut();
+    };
+    let mut st = LARGE.lock();
+    let Some(i) = st.find(p as usize) else {
+        return ptr::null_mut();
+    };
+    let rec = *st.slot(i);
+    if new_map <= rec.map || new_map > isize::MAX as usize / 2 {
+        return ptr::null_mut();
+    }
+    // SAFETY: `[p, p+map)` is the live block's RW mapping, owned by the caller
+    // during realloc; MREMAP_MAYMOVE leaves it intact on failure.
+    let q = unsafe { libc::mremap(p.cast(), rec.map, new_map, libc::MREMAP_MAYMOVE) };
+    if q == libc::MAP_FAILED {
+        return ptr::null_mut();
+    }
+    let q = q.cast::<u8>();
+    let mut guard = rec.guard;
+    if guard > 0 && q != p {
+        // The old guard page stayed behind; a new one goes after the new end, if
+        // that address is free (MAP_FIXED_NOREPLACE never clobbers a mapping).
+        // SAFETY: the old guard is our PROT_NONE page that nothing uses.
+        unsafe { os::unmap(p.add(rec.map), guard) };
+        let want = q.wrapping_add(new_map);
+        // SAFETY: a new anonymous mapping that may not replace anything.
+        let gp = unsafe {
+            libc::mmap(
+                want.cast(),
+                PAGE,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if gp != want.cast() {
+            if gp != libc::MAP_FAILED {
+                // An old kernel took the address as a hint: not our guard.
+                // SAFETY: the mapping was just made and is unused.
+                unsafe { os::unmap(gp.cast(), PAGE) };
+            }
+            st.dropping(guard);
+            guard = 0;
+        }
+    }
+    st.remove(i);
+    st.insert(Rec {
+        addr: q as usize,
+        size: new,
+        map: new_map,
+        guard,
+    });
+    drop(st);
+    // SAFETY: `[q, q+new_map)` is now the block; the old slack (canary) is inside
+    // the first `map` bytes and the grown part reads as zero.
+    unsafe {
+        ptr::write_bytes(q.add(old), 0, old.next_multiple_of(PAGE) - old);
+        if let Some(pat) = canary_pattern() {
+            write_canary(q, new, pat);
+        }
+    }
+    add_in_use(new_map - rec.map);
+    q
 }
 
 /// Unmap every cached block. True if anything was released.

@@ -254,6 +254,10 @@ mod api {
             if heap::resize_in_place(p, old, size) {
                 return p;
             }
+            let moved = heap::grow_large(p, old, size);
+            if !moved.is_null() {
+                return moved;
+            }
             let new = heap::malloc(size);
             if new.is_null() {
                 return new;
