@@ -1,0 +1,56 @@
+/* The glibc extensions of libengram_malloc.so, checked from C under LD_PRELOAD:
+ * malloc_trim returns memory for real (RSS drops), mallinfo2/mallinfo report real
+ * figures, mallopt refuses honestly. Exit 0 on success, 1 with a message otherwise. */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static long rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &v) == 1) break;
+    fclose(f);
+    return v;
+}
+
+static int fail(const char *what) {
+    fprintf(stderr, "abi: %s\n", what);
+    return 1;
+}
+
+int main(void) {
+    enum { N = 200000, SIZE = 512 };
+    static void *blocks[N];
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc(SIZE);
+        if (!blocks[i]) return fail("malloc failed");
+        memset(blocks[i], 0x5a, SIZE);
+    }
+    struct mallinfo2 during = mallinfo2();
+    /* ~100 MiB in use must show in uordblks and arena. */
+    if (during.uordblks < before.uordblks + (size_t)N * SIZE)
+        return fail("mallinfo2.uordblks did not grow by what was allocated");
+    if (during.arena < during.uordblks) return fail("mallinfo2.arena < uordblks");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    struct mallinfo old = mallinfo(); /* still exported: old programs call it */
+#pragma GCC diagnostic pop
+    if (old.uordblks <= 0) return fail("mallinfo.uordblks not positive");
+    long rss_full = rss_kib();
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    if (malloc_trim(0) != 1) return fail("malloc_trim(0) released nothing");
+    long rss_trimmed = rss_kib();
+    struct mallinfo2 after = mallinfo2();
+    fprintf(stderr, "abi: rss %ld KiB -> %ld KiB after free+trim; uordblks %zu -> %zu\n",
+            rss_full, rss_trimmed, during.uordblks, after.uordblks);
+    if (rss_trimmed > rss_full - 80 * 1024) return fail("malloc_trim did not return the freed memory");
+    if (after.uordblks >= during.uordblks / 4) return fail("uordblks still high after free");
+    if (mallopt(M_MMAP_THRESHOLD, 1 << 20) != 0) return fail("mallopt claimed to apply a glibc knob");
+    return 0;
+}
