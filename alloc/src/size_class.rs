@@ -4,7 +4,10 @@
 //! accessible, so every zero-size allocation is a unique pointer that faults on use.
 //! Classes 1..=8 step by 16 bytes up to 128; above that there are four classes per
 //! doubling (128·1.25, ·1.5, ·1.75, ·2, ...) up to 128 KiB, which bounds the internal
-//! waste at 25 %. Each class owns a 4 GiB region (`1 << REGION_SHIFT`), so a
+//! waste at 25 %. The fourth class of each doubling is a power of two *plus 16*
+//! (272, 528, ..., 4112, ..., 131088): programs ask for powers of two all the time,
+//! and with the 8-byte canary a 512-byte request would otherwise need a 640-byte
+//! slot. Each class owns a 4 GiB region (`1 << REGION_SHIFT`), so a
 //! pointer's class is `(addr - base) >> REGION_SHIFT` and its slab and slot follow by
 //! division: no header is read to free a block.
 //!
@@ -23,7 +26,7 @@ pub const REGION_SHIFT: u32 = 32;
 /// Bytes of address space reserved per class.
 pub const REGION_SIZE: usize = 1 << REGION_SHIFT;
 /// The largest slot; bigger requests are mapped directly.
-pub const MAX_SMALL: usize = 128 << 10;
+pub const MAX_SMALL: usize = (128 << 10) + 16;
 /// log2 of the minimum slab stride (see the module docs for why 1 MiB).
 pub const MIN_STRIDE_SHIFT: u32 = 20;
 /// Fewest slots in a slab of the biggest classes.
@@ -38,7 +41,8 @@ pub const fn slot_size(c: usize) -> usize {
     } else {
         let b = 7 + (c - 9) / 4;
         let j = (c - 9) % 4;
-        (1 << b) + (j + 1) * (1 << (b - 2))
+        let base = (1 << b) + (j + 1) * (1 << (b - 2));
+        if j == 3 { base + 16 } else { base }
     }
 }
 
@@ -50,7 +54,14 @@ pub const fn class_of(need: usize) -> usize {
     } else {
         let n = need - 1;
         let b = (usize::BITS - 1 - n.leading_zeros()) as usize;
-        9 + (b - 7) * 4 + ((n >> (b - 2)) & 3)
+        let c = 9 + (b - 7) * 4 + ((n >> (b - 2)) & 3);
+        // Just past a power of two (by at most 16): the previous class's slot is
+        // that power plus 16.
+        if b >= 8 && n - (1 << b) < 16 {
+            c - 1
+        } else {
+            c
+        }
     }
 }
 

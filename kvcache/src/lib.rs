@@ -1,0 +1,1 @@
+//! engram-kvcache: demand-paged KV-cache tensors.
