@@ -321,28 +321,18 @@ fn env_config() -> Config {
     }
 }
 
-/// Reserve the regions and lay out the metadata.
-///
-/// # Safety
-/// Called once, by the init winner, with exclusive access to `gl`.
-unsafe fn init_globals(gl: &mut Globals) -> bool {
-    let cfg = env_config();
-    // 4 GiB per class; smaller if the address space is limited (valgrind, ulimit -v).
-    let mut rshift = REGION_SHIFT;
-    let base = loop {
-        let b = os::reserve(NCLASS << rshift);
-        if !b.is_null() {
-            break b;
-        }
-        if rshift <= 26 {
-            return false;
-        }
-        rshift -= 2;
-    };
-    let guard = if cfg.guard { os::PAGE } else { 0 };
-    // Lay out every class's metadata in one reservation.
+/// Per-class metadata offsets (meta, free bitmap, live bytes) and slab count.
+type Plan = [(usize, usize, usize, u32); NCLASS];
+
+/// Reserve the slab region for `1 << rshift` bytes per class and the metadata for
+/// it; None (nothing left mapped) if the OS refuses either.
+fn reserve_regions(rshift: u32, guard: usize) -> Option<(*mut u8, *mut u8, Plan)> {
+    let base = os::reserve(NCLASS << rshift);
+    if base.is_null() {
+        return None;
+    }
     let mut meta_len = 0usize;
-    let mut plan = [(0usize, 0usize, 0usize, 0u32); NCLASS];
+    let mut plan: Plan = [(0, 0, 0, 0); NCLASS];
     for (c, p) in plan.iter_mut().enumerate() {
         let max_slabs = ((1usize << rshift) >> stride_shift(c)) as u32;
         let nslots = slots_per_slab(c, guard);
@@ -356,13 +346,43 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
         meta_len += (max_slabs as usize * nslots).next_multiple_of(64);
         *p = (meta_off, free_off, live_off, max_slabs);
     }
+    let meta_len = meta_len.next_multiple_of(os::PAGE);
     let meta = os::reserve(meta_len);
-    // SAFETY: `meta` is our fresh reservation of `meta_len` bytes (page multiple
-    // after rounding by the kernel); committing it RW lets the kernel fill pages
-    // lazily, and MAP_NORESERVE kept it out of the commit charge.
-    if meta.is_null() || !unsafe { os::commit(meta, meta_len.next_multiple_of(os::PAGE)) } {
-        return false;
+    // SAFETY: `meta` is our fresh reservation of `meta_len` bytes; committing it RW
+    // lets the kernel fill pages lazily (MAP_NORESERVE kept it out of the commit
+    // charge where the kernel allows).
+    if !meta.is_null() && unsafe { os::commit(meta, meta_len) } {
+        return Some((base, meta, plan));
     }
+    // SAFETY: both are our own fresh, unused reservations.
+    unsafe {
+        if !meta.is_null() {
+            os::unmap(meta, meta_len);
+        }
+        os::unmap(base, NCLASS << rshift);
+    }
+    None
+}
+
+/// Reserve the regions and lay out the metadata.
+///
+/// # Safety
+/// Called once, by the init winner, with exclusive access to `gl`.
+unsafe fn init_globals(gl: &mut Globals) -> bool {
+    let cfg = env_config();
+    let guard = if cfg.guard { os::PAGE } else { 0 };
+    // 4 GiB per class; smaller if the address space or the commit charge is limited
+    // (valgrind, `ulimit -v`, `vm.overcommit_memory=2`): the metadata scales with it.
+    let mut rshift = REGION_SHIFT;
+    let (base, meta, plan) = loop {
+        if let Some(found) = reserve_regions(rshift, guard) {
+            break found;
+        }
+        if rshift <= 26 {
+            return false;
+        }
+        rshift -= 2;
+    };
     for (c, &(meta_off, free_off, live_off, max_slabs)) in plan.iter().enumerate() {
         let nslots = slots_per_slab(c, guard);
         let by_bytes = ((256 << 10) / slot_size(c)).max(4);
