@@ -378,7 +378,8 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
         if let Some(found) = reserve_regions(rshift, guard) {
             break found;
         }
-        if rshift <= 26 {
+        // 16 MiB per class (784 MiB in all) is the floor: 4 slabs of the biggest class.
+        if rshift <= 24 {
             return false;
         }
         rshift -= 2;
