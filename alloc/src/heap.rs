@@ -679,15 +679,10 @@ fn finish(gl: &Globals, c: usize, off: u32, size: usize) -> *mut u8 {
     p
 }
 
-#[cold]
-#[inline(never)]
-pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
-    if !ensure_init() {
-        os::set_errno(libc::ENOMEM);
-        return ptr::null_mut();
-    }
-    let gl = g();
-    let c = if size > gl.small_max || align > os::PAGE {
+/// The class a block of `size` bytes aligned to `align` (a power of two) is served
+/// from; None for a large block.
+fn class_for(gl: &Globals, size: usize, align: usize) -> Option<usize> {
+    if size > gl.small_max || align > os::PAGE {
         None
     } else if align <= 16 {
         Some(if size == 0 {
@@ -703,7 +698,38 @@ pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
             c += 1;
         }
         (c < NCLASS).then_some(c)
+    }
+}
+
+/// free_aligned_sized's extra check: a block allocated with `align` sits in a
+/// class at least as big as that alignment asks for, with slots that are multiples
+/// of it (or is a large block aligned to it). A wrong alignment aborts.
+pub(crate) fn check_alignment(p: *mut u8, align: usize, size: usize) {
+    let gl = g();
+    let off = (p as usize).wrapping_sub(gl.base);
+    let ok = if off >= gl.span {
+        (p as usize) % align == 0
+    } else {
+        let c = off >> gl.rshift;
+        match class_for(gl, size, align) {
+            Some(want) => c >= want && slot_size(c) % align.max(16) == 0,
+            None => false,
+        }
     };
+    if !ok {
+        fatal(Fault::SizeMismatch, Op::FreeAlignedSized, p as usize);
+    }
+}
+
+#[cold]
+#[inline(never)]
+pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
+    if !ensure_init() {
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    let gl = g();
+    let c = class_for(gl, size, align);
     let Some(c) = c else {
         return large::alloc(size, align);
     };
@@ -728,19 +754,28 @@ pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
                 return finish(gl, c, off, size);
             }
         }
-    } else {
-        let mut one = [Claimed {
-            slab: 0,
-            slot: 0,
-            fresh: false,
-        }; 1];
-        if claim(c, &mut one, os::random_u64()) == 1 {
+    }
+    // Bypass mode, or the class's region is full: take one slot of this class or,
+    // failing that, of a bigger one whose slots are equally aligned; then a mapping.
+    let mut one = [Claimed {
+        slab: 0,
+        slot: 0,
+        fresh: false,
+    }; 1];
+    for c2 in c..NCLASS {
+        if c2 != c && (c == 0 || slot_size(c2) % align != 0) {
+            continue;
+        }
+        if claim(c2, &mut one, os::random_u64()) == 1 {
             COUNTERS.allocs.fetch_add(1, Ordering::Relaxed);
-            return finish(gl, c, encode(gl, c, one[0]), size);
+            return finish(gl, c2, encode(gl, c2, one[0]), size);
         }
     }
-    os::set_errno(libc::ENOMEM);
-    ptr::null_mut()
+    if c == 0 {
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    large::alloc(size, align)
 }
 
 #[inline]

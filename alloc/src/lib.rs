@@ -227,13 +227,14 @@ mod api {
             if p.is_null() {
                 return;
             }
-            if !align.is_power_of_two() || (p as usize) % align != 0 {
+            if !align.is_power_of_two() {
                 crate::fault::fatal(
                     crate::fault::Fault::SizeMismatch,
                     Op::FreeAlignedSized,
                     p as usize,
                 );
             }
+            heap::check_alignment(p, align, size);
             heap::free(p, Op::FreeAlignedSized, Some(size));
         }
 
