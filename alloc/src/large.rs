@@ -397,10 +397,10 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     let pos = st.recent_pos;
     st.recent[pos] = addr;
     st.recent_pos = (pos + 1) % RECENT;
-    // The cache follows the heap: at most the live large bytes (16 MiB at least,
+    // The cache follows the heap: at most the live large bytes (8 MiB at least,
     // `large_cache` at most), so a small program's peak RSS does not carry tens of
     // MiB of freed blocks while a program cycling big blocks still reuses them.
-    let limit = config().large_cache.min(st.live_bytes.max(16 << 20));
+    let limit = config().large_cache.min(st.live_bytes.max(8 << 20));
     let cacheable = rec.map <= limit / 2;
     if !cacheable {
         st.dropping(rec.guard);
