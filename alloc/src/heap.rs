@@ -40,7 +40,7 @@ use crate::{large, os};
 const TAIL: usize = 8;
 /// Most slot bytes one thread's quarantine holds back: the quarantine delays reuse,
 /// it must not hold megabytes of 128 KiB slots resident.
-const QUARANTINE_BYTES: usize = 1 << 20;
+const QUARANTINE_BYTES: usize = 256 << 10;
 /// Thread-cache entry flag: the slot was never used, so it is known to be zero.
 const FRESH: u32 = 1;
 
