@@ -5,17 +5,7 @@ use std::process::Command;
 
 #[test]
 fn trim_mallinfo_and_mallopt_tell_the_truth() {
-    let out_dir = engram_tests::target_dir().join("abi-test");
-    std::fs::create_dir_all(&out_dir).expect("create build dir");
-    let exe = out_dir.join("abi");
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/c/abi.c");
-    let cc = Command::new("cc")
-        .args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(src)
-        .status()
-        .expect("run cc (apt-get install gcc)");
-    assert!(cc.success(), "compiling {src} failed");
+    let exe = engram_tests::compile_c("abi", &["-O1", "-Wall", "-Wextra", "-Werror"], &[]);
     let out = Command::new(&exe)
         .env("LD_PRELOAD", engram_tests::malloc_so())
         .output()

@@ -17,21 +17,12 @@ use engram_alloc::EngramAlloc;
 #[global_allocator]
 static GLOBAL: EngramAlloc = EngramAlloc;
 
-/// xorshift64: deterministic sizes and keys with no crate.
-struct Rng(u64);
+/// Sizes and keys as usize from the shared xorshift.
+struct Rng(engram_tests::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
     fn below(&mut self, n: u64) -> usize {
-        usize::try_from(self.next() % n).expect("n fits in usize")
+        usize::try_from(self.0.below(n)).expect("n fits in usize")
     }
 }
 
@@ -64,7 +55,7 @@ fn count<T: TryInto<u64>>(n: T) -> u64 {
 #[test]
 fn collections_churn() {
     // The same operations on a HashMap and a BTreeMap must leave the same contents.
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng(engram_tests::Rng(0x2545_f491_4f6c_dd1d));
     let mut hash: HashMap<String, Vec<u64>> = HashMap::new();
     let mut tree: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for step in 0..200_000_u64 {
@@ -155,7 +146,7 @@ fn threads_free_each_others_boxes() {
             let tx = txs[(t + 1) % THREADS].clone();
             let from = (t + THREADS - 1) % THREADS;
             thread::spawn(move || {
-                let mut rng = Rng(0x517c_c1b7_2722_0a95 ^ (t as u64 + 1));
+                let mut rng = Rng(engram_tests::Rng(0x517c_c1b7_2722_0a95 ^ (t as u64 + 1)));
                 let mut kept = Vec::new();
                 let mut received = 0;
                 let mut take = |p: Box<Parcel>, kept: &mut Vec<Box<Parcel>>| {

@@ -12,12 +12,11 @@
 //!
 //! The exit codes of the C program are listed at the top of `misuse.c`.
 
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A case taking longer than this has hung (misuse.c also arms `alarm(60)`).
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -66,28 +65,11 @@ const ALL_CASES: &[&str] = &[
 fn misuse_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("c")
-            .join("misuse.c");
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("misuse");
-        // Build under a private name, then rename: another test process may be
-        // running the previous binary.
-        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-        let res = Command::new("cc")
-            .args(["-O0", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .arg("-ldl")
-            .output()
-            .expect("running the system `cc`");
-        assert!(
-            res.status.success(),
-            "cc failed on {}:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&res.stderr)
-        );
-        std::fs::rename(&tmp, &out).expect("renaming the compiled misuse program");
-        out
+        engram_tests::compile_c(
+            "misuse",
+            &["-O0", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"],
+            &["-ldl"],
+        )
     })
 }
 
@@ -100,11 +82,7 @@ struct Outcome {
 
 impl Outcome {
     fn describe(&self) -> String {
-        let how = match (self.status.code(), self.status.signal()) {
-            (Some(c), _) => format!("exited with {c}"),
-            (None, Some(s)) => format!("died of signal {s}"),
-            _ => "ended somehow".to_string(),
-        };
+        let how = engram_tests::describe_status(self.status);
         format!("case `{}` {how}; stderr:\n{}", self.case, self.stderr)
     }
 
@@ -119,58 +97,18 @@ impl Outcome {
     }
 }
 
-fn collect(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        // A read error leaves what was read: the status still tells the story.
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
-fn wait_with_timeout(mut child: Child, what: &str) -> (ExitStatus, String) {
-    let out = collect(child.stdout.take().expect("piped stdout"));
-    let err = collect(child.stderr.take().expect("piped stderr"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("waiting for the child") {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err.join().unwrap_or_default();
-            panic!(
-                "{what} still running after {TIMEOUT:?}; stderr:\n{}",
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut text = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
-    let stdout = out.join().unwrap_or_default();
-    if !stdout.is_empty() {
-        text.push_str("\n[stdout]\n");
-        text.push_str(&String::from_utf8_lossy(&stdout));
-    }
-    (status, text)
+fn wait_with_timeout(child: Child, what: &str) -> (ExitStatus, String) {
+    engram_tests::wait_with_timeout(child, what, TIMEOUT)
 }
 
 /// Runs one case under LD_PRELOAD with `ENGRAM_MALLOC` set to `options`
 /// (unset when empty).
 fn run_case(case: &str, options: &str) -> Outcome {
     assert!(ALL_CASES.contains(&case), "`{case}` is not in ALL_CASES");
-    let mut cmd = Command::new(misuse_bin());
-    cmd.arg(case)
-        .env("LD_PRELOAD", engram_tests::malloc_so())
-        .env_remove("ENGRAM_MALLOC")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if !options.is_empty() {
-        cmd.env("ENGRAM_MALLOC", options);
-    }
-    let child = cmd.spawn().expect("spawning the misuse program");
+    let child = engram_tests::preloaded(misuse_bin(), options)
+        .arg(case)
+        .spawn()
+        .expect("spawning the misuse program");
     let (status, stderr) = wait_with_timeout(child, &format!("case `{case}`"));
     Outcome {
         case: case.to_string(),

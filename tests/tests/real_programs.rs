@@ -704,30 +704,14 @@ impl Drop for TempDir {
     }
 }
 
-/// xorshift64: deterministic inputs with no crate.
-struct Rng(u64);
+use engram_tests::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// A lowercase word of 2 to 11 letters.
-    fn word(&mut self) -> String {
-        let len = 2 + self.below(10);
-        (0..len)
-            .map(|_| char::from(b'a' + (self.below(26) as u8)))
-            .collect()
-    }
+/// A lowercase word of 2 to 11 letters.
+fn word(rng: &mut Rng) -> String {
+    let len = 2 + rng.below(10);
+    (0..len)
+        .map(|_| char::from(b'a' + (rng.below(26) as u8)))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -786,7 +770,7 @@ fn write_text(repo: &Path, rel: &str, rng: &mut Rng, lines: u64) {
         let _ = write!(text, "{n:04}");
         for _ in 0..1 + rng.below(9) {
             text.push(' ');
-            text.push_str(&rng.word());
+            text.push_str(&word(rng));
         }
         text.push('\n');
     }
@@ -900,7 +884,7 @@ fn sqlite_script() -> String {
          BEGIN;\n",
     );
     for id in 1..=1000 {
-        let name = rng.word();
+        let name = word(&mut rng);
         let city = rng.below(37);
         let _ = writeln!(
             sql,
@@ -911,7 +895,7 @@ fn sqlite_script() -> String {
         let customer = 1 + rng.below(1000);
         let amount = rng.below(100_000);
         let words = rng.below(8);
-        let note: Vec<String> = (0..words).map(|_| rng.word()).collect();
+        let note: Vec<String> = (0..words).map(|_| word(&mut rng)).collect();
         let _ = writeln!(
             sql,
             "INSERT INTO orders VALUES({id}, {customer}, {amount}, '{}');",

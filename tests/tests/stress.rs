@@ -7,10 +7,8 @@
 //! `engram_alloc::raw` directly from eight threads that hand blocks to each
 //! other through `std::sync::mpsc`.
 
-use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,88 +22,27 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 fn stress_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("c")
-            .join("stress.c");
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stress");
-        // Build under a private name, then rename: another test process may be
-        // running the previous binary.
-        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-        // -O2: the point is to hammer the allocator, not to run slow loops.
-        let res = Command::new("cc")
-            .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .output()
-            .expect("running the system `cc`");
-        assert!(
-            res.status.success(),
-            "cc failed on {}:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&res.stderr)
-        );
-        std::fs::rename(&tmp, &out).expect("renaming the compiled stress program");
-        out
+        engram_tests::compile_c(
+            "stress",
+            &["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"],
+            &[],
+        )
     })
 }
 
-fn collect(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        // A read error leaves what was read: the status still tells the story.
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
-fn wait_with_timeout(mut child: Child, what: &str) -> (ExitStatus, String) {
-    let out = collect(child.stdout.take().expect("piped stdout"));
-    let err = collect(child.stderr.take().expect("piped stderr"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("waiting for the child") {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err.join().unwrap_or_default();
-            panic!(
-                "{what} still running after {TIMEOUT:?} (deadlock?); stderr:\n{}",
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut text = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
-    let stdout = out.join().unwrap_or_default();
-    if !stdout.is_empty() {
-        text.push_str("\n[stdout]\n");
-        text.push_str(&String::from_utf8_lossy(&stdout));
-    }
-    (status, text)
+fn wait_with_timeout(child: Child, what: &str) -> (ExitStatus, String) {
+    engram_tests::wait_with_timeout(child, what, TIMEOUT)
 }
 
 /// Runs one stress mode under LD_PRELOAD and checks it exited 0.
 fn run_mode(mode: &str, options: &str) {
-    let mut cmd = Command::new(stress_bin());
-    cmd.arg(mode)
-        .env("LD_PRELOAD", engram_tests::malloc_so())
-        .env_remove("ENGRAM_MALLOC")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if !options.is_empty() {
-        cmd.env("ENGRAM_MALLOC", options);
-    }
     let start = Instant::now();
-    let child = cmd.spawn().expect("spawning the stress program");
+    let child = engram_tests::preloaded(stress_bin(), options)
+        .arg(mode)
+        .spawn()
+        .expect("spawning the stress program");
     let (status, stderr) = wait_with_timeout(child, &format!("stress mode `{mode}`"));
-    let how = match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exited with {c}"),
-        (None, Some(s)) => format!("died of signal {s}"),
-        _ => "ended somehow".to_string(),
-    };
+    let how = engram_tests::describe_status(status);
     assert!(
         status.success(),
         "stress mode `{mode}` (ENGRAM_MALLOC={options:?}) {how}; stderr:\n{stderr}"
