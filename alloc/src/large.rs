@@ -411,9 +411,12 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
         .frees
         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     if cacheable {
-        // Zero outside the lock: the block is unreachable for other threads now.
-        // SAFETY: the block was ours and is no longer recorded as live.
-        unsafe { ptr::write_bytes(p, 0, rec.size.next_multiple_of(PAGE)) };
+        if config().zero {
+            // Zero outside the lock: the block is unreachable for other threads
+            // now. With zero=0 the block is reused as it is (calloc clears).
+            // SAFETY: the block was ours and is no longer recorded as live.
+            unsafe { ptr::write_bytes(p, 0, rec.size.next_multiple_of(PAGE)) };
+        }
         let mut st = LARGE.lock();
         let mut evicted = [(0usize, 0usize, 0usize); 4];
         let mut ne = 0;
