@@ -180,6 +180,16 @@ impl State {
     }
 
     /// Forget a mapping that is about to be unmapped.
+    /// Take the biggest cached mapping.
+    fn take_largest(&mut self) -> Option<(usize, usize, usize)> {
+        let k = (0..self.ncache).max_by_key(|&k| self.cache[k].1)?;
+        let e = self.cache[k];
+        self.ncache -= 1;
+        self.cache[k] = self.cache[self.ncache];
+        self.cache_bytes -= e.1;
+        Some(e)
+    }
+
     fn push_cached(&mut self, e: (usize, usize, usize)) -> bool {
         if self.ncache == CACHE_CAP {
             return false;
@@ -269,7 +279,22 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let mut st = LARGE.lock();
-    let cached = st.take_cached(map, align);
+    let mut cached = st.take_cached(map, align);
+    if cached.is_none() && align <= PAGE {
+        // Nothing big enough: grow the biggest cached mapping in place of a fresh
+        // one, so its resident pages are reused rather than faulted in anew.
+        if let Some((a, m, g)) = st.take_largest() {
+            // SAFETY: a cached mapping is ours and unused.
+            match unsafe { remap(&mut st, a as *mut u8, m, g, map) } {
+                Some((q, g)) => cached = Some((q as usize, map, g)),
+                None => {
+                    st.dropping(g);
+                    // SAFETY: as above; it is no longer in the cache.
+                    unsafe { unmap_block(a, m, g) };
+                }
+            }
+        }
+    }
     let new_guard = if cached.is_none() && config().guard && st.guarded < GUARDED_MAX {
         st.guarded += 1;
         PAGE
@@ -283,7 +308,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
             let (m, g) = split_cached(a, m, g, map);
             // SAFETY: a cached mapping of `m` RW bytes, zeroed at free and used by
             // nobody since.
-            if config().zero && !unsafe { is_zero(p, m) } {
+            if config().zero && !unsafe { pages_zero(p, m) } {
                 fatal(Fault::WriteAfterFree, Op::Malloc, a);
             }
             (p, m, g)
@@ -356,6 +381,79 @@ fn split_cached(a: usize, m: usize, g: usize, want: usize) -> (usize, usize) {
     (want, if guarded { PAGE } else { 0 })
 }
 
+/// Call `f(start, len, resident)` for each run of pages of `[p, p+len)` that are
+/// all resident or all not (mincore, 512 pages per call). Pages whose state
+/// cannot be read are reported resident, which is always safe.
+///
+/// # Safety
+/// `p` is page-aligned and `[p, p+len)` is a mapping of ours (len a page multiple).
+unsafe fn page_runs(p: *mut u8, len: usize, mut f: impl FnMut(*mut u8, usize, bool)) {
+    const CHUNK: usize = 512;
+    let mut vec = [0u8; CHUNK];
+    let pages = len / PAGE;
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(CHUNK);
+        // SAFETY: `p + done*PAGE` is page-aligned inside the caller's mapping.
+        let chunk = unsafe { p.add(done * PAGE) };
+        // SAFETY: as above; `vec` holds CHUNK >= n bytes.
+        if !unsafe { os::resident(chunk, n, &mut vec) } {
+            vec[..n].fill(1);
+        }
+        let mut i = 0;
+        while i < n {
+            let r = vec[i] & 1 != 0;
+            let mut j = i + 1;
+            while j < n && (vec[j] & 1 != 0) == r {
+                j += 1;
+            }
+            // SAFETY: pages `i..j` of this chunk lie inside the mapping.
+            f(unsafe { chunk.add(i * PAGE) }, (j - i) * PAGE, r);
+            i = j;
+        }
+        done += n;
+    }
+}
+
+/// Make `[p, p+len)` all zero, writing only the pages that are resident: pages
+/// never touched (mremap growth, sparse use) are dropped, not faulted in to be
+/// cleared. Dropping also discards any swapped-out copy.
+///
+/// # Safety
+/// As for [`page_runs`], and nothing else uses the range.
+unsafe fn clear_pages(p: *mut u8, len: usize) {
+    // SAFETY: the caller's guarantees; each run is inside the range.
+    unsafe {
+        page_runs(p, len, |q, n, resident| {
+            if resident {
+                ptr::write_bytes(q, 0, n);
+            } else {
+                os::decommit(q, n);
+            }
+        });
+    }
+}
+
+/// True if the resident pages of `[p, p+len)` are zero; the others are made zero
+/// (dropped), so the block handed out reads zero throughout.
+///
+/// # Safety
+/// As for [`clear_pages`].
+unsafe fn pages_zero(p: *mut u8, len: usize) -> bool {
+    let mut ok = true;
+    // SAFETY: the caller's guarantees; each run is inside the range.
+    unsafe {
+        page_runs(p, len, |q, n, resident| {
+            if resident {
+                ok &= is_zero(q, n);
+            } else {
+                os::decommit(q, n);
+            }
+        });
+    }
+    ok
+}
+
 /// Classify a pointer that is not a live large block.
 fn unknown(st: &State, p: usize) -> Fault {
     if p != 0 && st.recent.contains(&p) {
@@ -415,7 +513,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
             // Zero outside the lock: the block is unreachable for other threads
             // now. With zero=0 the block is reused as it is (calloc clears).
             // SAFETY: the block was ours and is no longer recorded as live.
-            unsafe { ptr::write_bytes(p, 0, rec.size.next_multiple_of(PAGE)) };
+            unsafe { clear_pages(p, rec.size.next_multiple_of(PAGE)) };
         }
         let mut st = LARGE.lock();
         let mut evicted = [(0usize, 0usize, 0usize); 4];
@@ -506,6 +604,58 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     true
 }
 
+/// Grow the mapping `[p, p+map)` (with `guard` bytes of guard after it) to
+/// `new_map` bytes with mremap, moving its pages without copying, and put a guard
+/// page after the new end when the old one had one and that address is free
+/// (MAP_FIXED_NOREPLACE never clobbers a mapping). Returns the new address and
+/// guard length; None (mapping untouched) if the kernel refused.
+///
+/// # Safety
+/// `[p, p+map)` and its guard are a mapping of ours that nobody else uses now.
+unsafe fn remap(
+    st: &mut State,
+    p: *mut u8,
+    map: usize,
+    guard: usize,
+    new_map: usize,
+) -> Option<(*mut u8, usize)> {
+    // SAFETY: the caller guarantees the mapping; MREMAP_MAYMOVE leaves it intact
+    // on failure.
+    let q = unsafe { libc::mremap(p.cast(), map, new_map, libc::MREMAP_MAYMOVE) };
+    if q == libc::MAP_FAILED {
+        return None;
+    }
+    let q = q.cast::<u8>();
+    if guard == 0 || q == p {
+        return Some((q, guard));
+    }
+    // The old guard page stayed behind.
+    // SAFETY: the old guard is our PROT_NONE page that nothing uses.
+    unsafe { os::unmap(p.add(map), guard) };
+    let want = q.wrapping_add(new_map);
+    // SAFETY: a new anonymous mapping that may not replace anything.
+    let gp = unsafe {
+        libc::mmap(
+            want.cast(),
+            PAGE,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if gp == want.cast() {
+        return Some((q, PAGE));
+    }
+    if gp != libc::MAP_FAILED {
+        // An old kernel took the address as a hint: not our guard.
+        // SAFETY: the mapping was just made and is unused.
+        unsafe { os::unmap(gp.cast(), PAGE) };
+    }
+    st.dropping(guard);
+    Some((q, 0))
+}
+
 /// Grow live block `p` (requested size `old`) to `new` bytes by moving its pages
 /// with mremap: no copy, and no second copy resident while it runs. Returns the
 /// new address, or null (block untouched) if `p` is not a live large block or the
@@ -523,40 +673,10 @@ pub(crate) fn grow_by_remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     // SAFETY: `[p, p+map)` is the live block's RW mapping, owned by the caller
-    // during realloc; MREMAP_MAYMOVE leaves it intact on failure.
-    let q = unsafe { libc::mremap(p.cast(), rec.map, new_map, libc::MREMAP_MAYMOVE) };
-    if q == libc::MAP_FAILED {
+    // during realloc.
+    let Some((q, guard)) = (unsafe { remap(&mut st, p, rec.map, rec.guard, new_map) }) else {
         return ptr::null_mut();
-    }
-    let q = q.cast::<u8>();
-    let mut guard = rec.guard;
-    if guard > 0 && q != p {
-        // The old guard page stayed behind; a new one goes after the new end, if
-        // that address is free (MAP_FIXED_NOREPLACE never clobbers a mapping).
-        // SAFETY: the old guard is our PROT_NONE page that nothing uses.
-        unsafe { os::unmap(p.add(rec.map), guard) };
-        let want = q.wrapping_add(new_map);
-        // SAFETY: a new anonymous mapping that may not replace anything.
-        let gp = unsafe {
-            libc::mmap(
-                want.cast(),
-                PAGE,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                -1,
-                0,
-            )
-        };
-        if gp != want.cast() {
-            if gp != libc::MAP_FAILED {
-                // An old kernel took the address as a hint: not our guard.
-                // SAFETY: the mapping was just made and is unused.
-                unsafe { os::unmap(gp.cast(), PAGE) };
-            }
-            st.dropping(guard);
-            guard = 0;
-        }
-    }
+    };
     st.remove(i);
     st.insert(Rec {
         addr: q as usize,

@@ -83,6 +83,17 @@ pub unsafe fn decommit(p: *mut u8, len: usize) -> bool {
     unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) == 0 }
 }
 
+/// Which pages of `[p, p + pages * PAGE)` are resident: bit 0 of each `out` byte.
+/// False if the kernel refused (the caller then treats every page as resident).
+///
+/// # Safety
+/// `p` is page-aligned, the range is mapped, and `out` holds at least `pages` bytes.
+pub unsafe fn resident(p: *mut u8, pages: usize, out: &mut [u8]) -> bool {
+    debug_assert!(out.len() >= pages);
+    // SAFETY: the caller guarantees the range is mapped and `out` is big enough.
+    unsafe { libc::mincore(p.cast(), pages * PAGE, out.as_mut_ptr()) == 0 }
+}
+
 /// Unmap `[p, p+len)`.
 ///
 /// # Safety
