@@ -38,6 +38,9 @@ use crate::{large, os};
 
 /// Bytes of the canary word at the end of every slot.
 const TAIL: usize = 8;
+/// Slots at least this big return their whole pages to the OS when they go back to
+/// their slab, and are checked page by page (resident pages only) at reuse.
+const BIG_SLOT: usize = 32 << 10;
 /// Most slot bytes one thread's quarantine holds back: the quarantine delays reuse,
 /// it must not hold megabytes of 128 KiB slots resident.
 const QUARANTINE_BYTES: usize = 256 << 10;
@@ -611,6 +614,30 @@ fn below(r: u64, n: usize) -> usize {
     ((u128::from(r) * n as u128) >> 64) as usize
 }
 
+/// True if the slot of `len` bytes at `p` is all zero. Big slots may have had
+/// their pages dropped (see `release`): only resident pages are read, so the
+/// check does not fault zero pages in just to read them.
+///
+/// # Safety
+/// As for [`is_zero`]; the slot is ours alone.
+#[inline]
+unsafe fn slot_is_zero(p: *mut u8, len: usize) -> bool {
+    if len < BIG_SLOT {
+        // SAFETY: the caller's guarantees.
+        return unsafe { is_zero(p, len) };
+    }
+    let a = p as usize;
+    let start = a.next_multiple_of(os::PAGE);
+    let end = (a + len) & !(os::PAGE - 1);
+    // SAFETY: head, interior and tail partition the slot; the interior is whole
+    // pages of our mapping.
+    unsafe {
+        is_zero(p, start - a)
+            && is_zero(end as *const u8, a + len - end)
+            && large::pages_zero(start as *mut u8, end - start)
+    }
+}
+
 /// True if the `len` bytes at `p` are all zero.
 ///
 /// # Safety
@@ -669,7 +696,7 @@ fn finish(gl: &Globals, c: usize, off: u32, size: usize) -> *mut u8 {
     let slot = gm.slot as usize;
     // SAFETY: the slot is committed and now ours alone (live bit was clear and we set it).
     unsafe {
-        if gl.cfg.zero && off & FRESH == 0 && !is_zero(p, slot) {
+        if gl.cfg.zero && off & FRESH == 0 && !slot_is_zero(p, slot) {
             fatal(Fault::WriteAfterFree, Op::Malloc, p as usize);
         }
         if gl.cfg.canary {
@@ -830,6 +857,19 @@ fn release(c: usize, offs: &[u32]) {
     let gl = g();
     let gm = &gl.geom[c];
     let keep = gl.cfg.decommit as u32;
+    if gm.slot as usize >= BIG_SLOT && c != 0 {
+        // A big slot going back to its slab gives its whole pages back to the OS:
+        // segregated classes cannot reuse it for other sizes, so keeping it
+        // resident is pure RSS. Done before the slot is visible to other threads.
+        for &off in offs {
+            let p = slot_addr(gl, c, off);
+            let start = p.next_multiple_of(os::PAGE);
+            let end = (p + gm.slot as usize) & !(os::PAGE - 1);
+            // SAFETY: `[start, end)` lies inside a committed slot that is free and
+            // in nobody's cache (it is being returned); it reads zero afterwards.
+            unsafe { os::decommit(start as *mut u8, end - start) };
+        }
+    }
     let mut central = CLASSES[c].central.lock();
     let mut view = slabs_view(gm);
     for &off in offs {

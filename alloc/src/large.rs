@@ -439,7 +439,7 @@ unsafe fn clear_pages(p: *mut u8, len: usize) {
 ///
 /// # Safety
 /// As for [`clear_pages`].
-unsafe fn pages_zero(p: *mut u8, len: usize) -> bool {
+pub(crate) unsafe fn pages_zero(p: *mut u8, len: usize) -> bool {
     let mut ok = true;
     // SAFETY: the caller's guarantees; each run is inside the range.
     unsafe {
@@ -495,11 +495,12 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     let pos = st.recent_pos;
     st.recent[pos] = addr;
     st.recent_pos = (pos + 1) % RECENT;
-    // The cache follows the heap: at most the live large bytes (8 MiB at least,
-    // `large_cache` at most), so a small program's peak RSS does not carry tens of
-    // MiB of freed blocks while a program cycling big blocks still reuses them.
-    let limit = config().large_cache.min(st.live_bytes.max(8 << 20));
-    let cacheable = rec.map <= limit / 2;
+    // The cache follows the heap: a quarter of the live large bytes (8 MiB at
+    // least, `large_cache` at most), so freed blocks add little to peak RSS while
+    // a program cycling big blocks still reuses them (a miss grows the biggest
+    // cached block rather than mapping a new one).
+    let limit = config().large_cache.min((st.live_bytes / 4).max(8 << 20));
+    let cacheable = rec.map <= limit;
     if !cacheable {
         st.dropping(rec.guard);
     }
