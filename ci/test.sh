@@ -29,17 +29,23 @@ step "test: workspace (release)"
 cargo test --release --workspace --exclude engram-fuzz --exclude engram-benches
 done_step
 
-step "loom: engram-alloc models (cfg engram_loom)"
+step "loom: engram-alloc and engram-kvcache models (cfg engram_loom)"
 # Its own target dir: --cfg engram_loom changes every crate's fingerprint.
 loom_log=$(mktemp)
 trap 'rm -f "$loom_log"' EXIT
 LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg engram_loom" CARGO_TARGET_DIR=target/loom \
-    cargo test --release -p engram-alloc --lib loom 2>&1 | tee "$loom_log"
+    cargo test --release -p engram-alloc -p engram-kvcache --lib loom 2>&1 | tee "$loom_log"
 # A filter that matches nothing passes quietly; a skipped model proves nothing.
-if ! grep -Eq '^test result: ok\. [1-9][0-9]* passed' "$loom_log"; then
-    echo "ci/test.sh: no loom model ran (expected tests named *loom* in engram-alloc)" >&2
+if [ "$(grep -Ec '^test result: ok\. [1-9][0-9]* passed' "$loom_log")" -lt 2 ]; then
+    echo "ci/test.sh: a crate ran no loom model (expected tests named *loom* in engram-alloc and engram-kvcache)" >&2
     exit 1
 fi
+done_step
+
+step "cuda feature: engram-kvcache builds and tests without a GPU (GPU tests skip)"
+# cudarc loads libcuda at run time, so the feature builds anywhere (STYLE.md §12).
+cargo test --release -p engram-kvcache --features cuda
+cargo clippy --release -p engram-kvcache --features cuda --all-targets -- -D warnings
 done_step
 
 step "deps: no tracing or log under engram-alloc"

@@ -42,7 +42,6 @@ pub mod fault;
 mod heap;
 #[cfg(not(engram_loom))]
 mod large;
-#[cfg(not(engram_loom))]
 pub mod os;
 #[cfg(not(engram_loom))]
 mod size_class;
@@ -50,7 +49,7 @@ mod size_class;
 pub mod central;
 pub mod sync;
 
-#[cfg(engram_loom)]
+#[cfg(all(test, engram_loom))]
 mod loom_models;
 
 #[cfg(not(engram_loom))]

@@ -8,8 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod kv;
 mod report;
 mod run;
+mod sim;
 mod sys;
 
 #[derive(Debug, Parser)]
@@ -23,12 +25,18 @@ struct Cli {
 enum Commands {
     /// Run a program on the hardened allocator (LD_PRELOAD) and report what it saw.
     Run(run::RunArgs),
+    /// KV-cache tools: `engram kv replay [TRACE]` replays a serving trace.
+    Kv(kv::KvArgs),
+    /// Replay a trace through placement policies and compare them (table + SVG).
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Commands::Run(args) => run::run(args),
+        Commands::Kv(args) => kv::run(args),
+        Commands::Sim(args) => sim::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

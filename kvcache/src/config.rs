@@ -1,0 +1,173 @@
+//! Cache configuration and the derived geometry.
+
+use crate::error::Error;
+
+/// Shape of the model's KV cache and of the page pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Transformer layers; each has a K and a V tensor.
+    pub layers: usize,
+    /// KV heads per layer.
+    pub kv_heads: usize,
+    /// Elements per head.
+    pub head_dim: usize,
+    /// Bytes per element (2 for bf16, 4 for f32).
+    pub elem_bytes: usize,
+    /// Batch slots: requests live at the same time.
+    pub max_batch: usize,
+    /// Longest context in tokens (rounded up to whole pages).
+    pub max_ctx: usize,
+    /// Bytes per physical page of one tensor: a multiple of 4 KiB and of one
+    /// token's bytes (`kv_heads * head_dim * elem_bytes`).
+    pub page_size: usize,
+    /// Physical pool in bytes, over all tensors.
+    pub pool_bytes: usize,
+    /// Below this many free page groups, `reclaim` evicts until `high_watermark`.
+    pub low_watermark: usize,
+    /// Target of free page groups for `reclaim`.
+    pub high_watermark: usize,
+    /// Try huge-page backed pools for 2 MiB pages.
+    pub try_huge: bool,
+}
+
+impl Config {
+    /// A Llama-3-8B-like shape (32 layers, 8 KV heads, head dim 128, bf16).
+    pub fn llama3_8b(
+        max_batch: usize,
+        max_ctx: usize,
+        page_size: usize,
+        pool_bytes: usize,
+    ) -> Self {
+        Self {
+            layers: 32,
+            kv_heads: 8,
+            head_dim: 128,
+            elem_bytes: 2,
+            max_batch,
+            max_ctx,
+            page_size,
+            pool_bytes,
+            low_watermark: 0,
+            high_watermark: 0,
+            try_huge: true,
+        }
+    }
+
+    /// Check the relations and derive the geometry.
+    pub fn geometry(&self) -> Result<Geometry, Error> {
+        if self.layers == 0 || self.kv_heads == 0 || self.head_dim == 0 || self.elem_bytes == 0 {
+            return Err(Error::Config(
+                "layers, kv_heads, head_dim and elem_bytes must be non-zero",
+            ));
+        }
+        if self.max_batch == 0 || self.max_ctx == 0 {
+            return Err(Error::Config("max_batch and max_ctx must be non-zero"));
+        }
+        if self.page_size == 0 || self.page_size % 4096 != 0 {
+            return Err(Error::Config(
+                "page_size must be a non-zero multiple of 4 KiB",
+            ));
+        }
+        if self.low_watermark > self.high_watermark {
+            return Err(Error::Config("low_watermark exceeds high_watermark"));
+        }
+        let token_bytes = self.kv_heads * self.head_dim * self.elem_bytes;
+        if self.page_size % token_bytes != 0 {
+            return Err(Error::Config(
+                "page_size must be a multiple of one token's bytes",
+            ));
+        }
+        let tokens_per_page = self.page_size / token_bytes;
+        let pages_per_slot = self.max_ctx.div_ceil(tokens_per_page);
+        let tensors = 2 * self.layers;
+        let slot_bytes = pages_per_slot
+            .checked_mul(self.page_size)
+            .ok_or(Error::Config("max_ctx too large"))?;
+        let tensor_bytes = slot_bytes
+            .checked_mul(self.max_batch)
+            .ok_or(Error::Config("max_batch * max_ctx too large"))?;
+        let reserve_bytes = tensor_bytes
+            .checked_mul(tensors)
+            .filter(|&b| b < (1usize << 46))
+            .ok_or(Error::Config("virtual reservation over 64 TiB"))?;
+        let groups = self.pool_bytes / (self.page_size * tensors);
+        if groups == 0 {
+            return Err(Error::Config("pool smaller than one page per tensor"));
+        }
+        if groups > u32::MAX as usize / 2 {
+            return Err(Error::Config("pool has too many pages"));
+        }
+        Ok(Geometry {
+            token_bytes,
+            tokens_per_page,
+            pages_per_slot,
+            tensors,
+            slot_bytes,
+            tensor_bytes,
+            reserve_bytes,
+            groups,
+            page_size: self.page_size,
+        })
+    }
+}
+
+/// Sizes derived from a [`Config`].
+///
+/// ```text
+/// reservation = [tensor 0 = layer 0 K][tensor 1 = layer 0 V][tensor 2 = layer 1 K]...
+/// tensor      = [slot 0][slot 1]...[slot max_batch-1]          (tensor_bytes)
+/// slot        = [page 0][page 1]...[page pages_per_slot-1]     (slot_bytes)
+/// page        = [token 0]...[token tokens_per_page-1]          (page_size)
+/// token       = [kv_heads][head_dim] elements                  (token_bytes)
+/// pool        = tensors regions of `groups` pages; page group g of tensor t
+///               is pool page t * groups + g, so consecutive groups are
+///               file-contiguous inside every tensor's region.
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Bytes of one token in one tensor.
+    pub token_bytes: usize,
+    /// Tokens per page.
+    pub tokens_per_page: usize,
+    /// Pages per slot (max_ctx rounded up).
+    pub pages_per_slot: usize,
+    /// K and V of every layer.
+    pub tensors: usize,
+    /// Bytes between two slots of a tensor (batch stride).
+    pub slot_bytes: usize,
+    /// Bytes of one tensor.
+    pub tensor_bytes: usize,
+    /// Bytes of the whole reservation.
+    pub reserve_bytes: usize,
+    /// Page groups in the pool (one page per tensor each).
+    pub groups: usize,
+    /// Bytes per page.
+    pub page_size: usize,
+}
+
+impl Geometry {
+    /// Tensor index of layer `layer`, K (`false`) or V (`true`).
+    pub fn tensor(&self, layer: usize, v: bool) -> usize {
+        2 * layer + usize::from(v)
+    }
+
+    /// Reservation offset of page `page` of slot `slot` in tensor `t`.
+    pub fn page_off(&self, t: usize, slot: usize, page: usize) -> usize {
+        t * self.tensor_bytes + slot * self.slot_bytes + page * self.page_size
+    }
+
+    /// Pool page of group `g` in tensor `t`.
+    pub fn phys(&self, t: usize, g: u32) -> usize {
+        t * self.groups + g as usize
+    }
+
+    /// Pages covering `tokens` tokens.
+    pub fn pages_for(&self, tokens: usize) -> usize {
+        tokens.div_ceil(self.tokens_per_page)
+    }
+
+    /// Max context in tokens after rounding to pages.
+    pub fn max_tokens(&self) -> usize {
+        self.pages_per_slot * self.tokens_per_page
+    }
+}

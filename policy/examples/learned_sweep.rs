@@ -1,0 +1,65 @@
+//! Hit ratio of the learned agents under a few hyper-parameter settings,
+//! next to ARC and S3-FIFO: how the one shipped configuration
+//! (`LearnedConfig::default`) was chosen. Run:
+//! `cargo run --release -p engram-policy --example learned_sweep -- TRACE...`
+
+use std::path::Path;
+
+use engram_policy::cache::{Learned, LearnedConfig};
+use engram_policy::{CacheSize, CostModel, PolicyKind, simulate, trace, unique_objects};
+
+fn main() -> Result<(), engram_policy::Error> {
+    let d = LearnedConfig::default();
+    let configs = [
+        ("default", d),
+        (
+            "no-admission",
+            LearnedConfig {
+                admission: false,
+                ..d
+            },
+        ),
+        ("K=16", LearnedConfig { samples: 16, ..d }),
+        (
+            "H=2c",
+            LearnedConfig {
+                horizon_factor: 2,
+                ..d
+            },
+        ),
+        (
+            "K=16,no-adm",
+            LearnedConfig {
+                samples: 16,
+                admission: false,
+                ..d
+            },
+        ),
+        ("alpha=0.01", LearnedConfig { alpha: 0.01, ..d }),
+    ];
+    let cost = CostModel::default();
+    for path in std::env::args().skip(1) {
+        let t = trace::read_path(Path::new(&path))?;
+        let (u, b) = unique_objects(&t.requests);
+        for frac in [0.05, 0.1] {
+            let cap = CacheSize::FractionObjects(frac).objects(u, b);
+            let mut line = format!("{:<14} {frac:>5}", t.name);
+            for k in [PolicyKind::Arc, PolicyKind::S3Fifo] {
+                let r = simulate(k.build(cap)?.as_mut(), &t.requests, &cost, 0, false);
+                line += &format!("  {} {:.2}", k.name(), 100.0 * r.hit_ratio());
+            }
+            for (name, cfg) in configs {
+                let r = simulate(
+                    &mut Learned::with_config(cap, 1, cfg),
+                    &t.requests,
+                    &cost,
+                    0,
+                    false,
+                );
+                line += &format!("  {name} {:.2}", 100.0 * r.hit_ratio());
+            }
+            println!("{line}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! The trace simulator: replay requests through a [`Policy`] and price each
+//! one with the [`CostModel`].
+//!
+//! Per request: a hit costs a fast-tier access; a miss costs a backing-tier
+//! access, plus a fast-tier write when the policy admits the object (the
+//! promotion, counted in `bytes_migrated`). Deletes call
+//! [`Policy::remove`] and are not lookups. The result carries hit ratio
+//! per tier, mean and p99 latency, and a time series (hit ratio and mean
+//! latency per window) for plots. Wall-clock timing (decisions/s) is left to
+//! the caller, so the core stays deterministic.
+
+use crate::cache::Policy;
+use crate::error::{Error, Result};
+use crate::tier::CostModel;
+use crate::types::{ObjectId, Op, Request};
+
+/// A cache size: a count, a byte budget, or a fraction of the trace's
+/// unique objects or bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CacheSize {
+    /// This many objects.
+    Objects(usize),
+    /// This fraction of the unique objects (`5%`, `0.05`).
+    FractionObjects(f64),
+    /// This many bytes.
+    Bytes(u64),
+    /// This fraction of the unique bytes (`5%B`).
+    FractionBytes(f64),
+}
+
+impl CacheSize {
+    /// Parse `5%`, `0.05` (fractions of unique objects), `5%B` (of unique
+    /// bytes), `1000` (objects), `64MiB` / `4096B` (bytes).
+    pub fn parse(s: &str) -> Result<CacheSize> {
+        let t = s.trim();
+        let bad = || {
+            Error::Config(format!(
+                "bad cache size {s:?}: want 5%, 0.05, 5%B, 1000 or 64MiB"
+            ))
+        };
+        let frac = |v: &str, scale: f64| -> Result<f64> {
+            let f: f64 = v.trim().parse().map_err(|_| bad())?;
+            let f = f / scale;
+            if f > 0.0 && f <= 1.0 {
+                Ok(f)
+            } else {
+                Err(bad())
+            }
+        };
+        if let Some(v) = t.strip_suffix("%B").or_else(|| t.strip_suffix("%b")) {
+            return Ok(CacheSize::FractionBytes(frac(v, 100.0)?));
+        }
+        if let Some(v) = t.strip_suffix('%') {
+            return Ok(CacheSize::FractionObjects(frac(v, 100.0)?));
+        }
+        for (suffix, mul) in [
+            ("GiB", 1u64 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+            ("B", 1),
+        ] {
+            if let Some(v) = t.strip_suffix(suffix) {
+                let n: u64 = v.trim().parse().map_err(|_| bad())?;
+                return n
+                    .checked_mul(mul)
+                    .filter(|&b| b > 0)
+                    .map(CacheSize::Bytes)
+                    .ok_or_else(bad);
+            }
+        }
+        if t.contains('.') {
+            return Ok(CacheSize::FractionObjects(frac(t, 1.0)?));
+        }
+        let n: usize = t.parse().map_err(|_| bad())?;
+        if n == 0 {
+            Err(bad())
+        } else {
+            Ok(CacheSize::Objects(n))
+        }
+    }
+
+    /// Object capacity for a trace with `unique` objects of `unique_bytes`
+    /// in all. Byte budgets become `budget / mean object size` objects: the
+    /// policies here are unit-size. Fractions round down (as BASELINES.md).
+    pub fn objects(self, unique: usize, unique_bytes: u64) -> usize {
+        let mean = unique_bytes as f64 / unique.max(1) as f64;
+        let n = match self {
+            CacheSize::Objects(n) => n,
+            CacheSize::FractionObjects(f) => (unique as f64 * f).floor() as usize,
+            CacheSize::Bytes(b) => (b as f64 / mean.max(1.0)).floor() as usize,
+            CacheSize::FractionBytes(f) => {
+                (unique_bytes as f64 * f / mean.max(1.0)).floor() as usize
+            }
+        };
+        n.max(1)
+    }
+}
+
+/// One window of the time series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Lookups replayed up to the end of this window.
+    pub requests: u64,
+    /// Fast-tier hit ratio within the window.
+    pub hit_ratio: f64,
+    /// Mean latency within the window, ns.
+    pub mean_latency_ns: f64,
+}
+
+/// What one replay measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimResult {
+    /// Policy name.
+    pub policy: String,
+    /// Fast-tier capacity in objects.
+    pub capacity: usize,
+    /// Lookups (reads and writes; deletes excluded).
+    pub requests: u64,
+    /// Lookups served by the fast tier.
+    pub hits: u64,
+    /// Lookups served by the backing tier (= misses).
+    pub backing_hits: u64,
+    /// Misses the policy placed in the fast tier.
+    pub admitted: u64,
+    /// Objects evicted (demoted) from the fast tier.
+    pub evictions: u64,
+    /// Deletes replayed.
+    pub deletes: u64,
+    /// Bytes requested.
+    pub bytes_requested: u64,
+    /// Bytes served by the fast tier.
+    pub bytes_hit: u64,
+    /// Bytes copied backing -> fast (promotions).
+    pub bytes_migrated: u64,
+    /// Mean access latency, ns.
+    pub mean_latency_ns: f64,
+    /// 99th percentile access latency, ns (nearest rank).
+    pub p99_latency_ns: f64,
+    /// Most objects ever resident at once.
+    pub max_resident: usize,
+    /// Time series, `windows` points.
+    pub series: Vec<Point>,
+}
+
+impl SimResult {
+    /// Fast-tier request hit ratio in `[0, 1]`.
+    pub fn hit_ratio(&self) -> f64 {
+        self.hits as f64 / self.requests.max(1) as f64
+    }
+    /// Fast-tier byte hit ratio.
+    pub fn byte_hit_ratio(&self) -> f64 {
+        self.bytes_hit as f64 / self.bytes_requested.max(1) as f64
+    }
+}
+
+/// Replay `reqs` through `policy`. `windows` is the number of time-series
+/// points (0 = none). `check` runs `policy.check_invariants()` and the
+/// capacity check after every request (tests; slow).
+pub fn simulate(
+    policy: &mut dyn Policy,
+    reqs: &[Request],
+    cost: &CostModel,
+    windows: usize,
+    check: bool,
+) -> SimResult {
+    let lookups = reqs.iter().filter(|r| r.op != Op::Delete).count() as u64;
+    let per_window = if windows == 0 {
+        u64::MAX
+    } else {
+        lookups.div_ceil(windows as u64).max(1)
+    };
+    let mut r = SimResult {
+        policy: policy.name().to_owned(),
+        capacity: policy.capacity(),
+        requests: 0,
+        hits: 0,
+        backing_hits: 0,
+        admitted: 0,
+        evictions: 0,
+        deletes: 0,
+        bytes_requested: 0,
+        bytes_hit: 0,
+        bytes_migrated: 0,
+        mean_latency_ns: 0.0,
+        p99_latency_ns: 0.0,
+        max_resident: 0,
+        series: Vec::with_capacity(windows),
+    };
+    let mut lat: Vec<f32> = Vec::with_capacity(lookups as usize);
+    let mut evicted: Vec<ObjectId> = Vec::new();
+    let (mut total_ns, mut w_hits, mut w_n, mut w_ns) = (0.0f64, 0u64, 0u64, 0.0f64);
+    for req in reqs {
+        if req.op == Op::Delete {
+            policy.remove(req.id);
+            r.deletes += 1;
+            continue;
+        }
+        evicted.clear();
+        let out = policy.access(req, &mut evicted);
+        let bytes = u64::from(req.size);
+        let write = req.op == Op::Write;
+        let ns = if out.hit {
+            r.hits += 1;
+            r.bytes_hit += bytes;
+            w_hits += 1;
+            cost.hit(bytes, write)
+        } else {
+            r.backing_hits += 1;
+            if out.admitted {
+                r.admitted += 1;
+                r.bytes_migrated += bytes;
+            }
+            cost.miss(bytes, write, out.admitted)
+        };
+        r.evictions += evicted.len() as u64;
+        r.requests += 1;
+        r.bytes_requested += bytes;
+        r.max_resident = r.max_resident.max(policy.len());
+        total_ns += ns;
+        lat.push(ns as f32);
+        w_n += 1;
+        w_ns += ns;
+        if w_n == per_window {
+            r.series.push(Point {
+                requests: r.requests,
+                hit_ratio: w_hits as f64 / w_n as f64,
+                mean_latency_ns: w_ns / w_n as f64,
+            });
+            (w_hits, w_n, w_ns) = (0, 0, 0.0);
+        }
+        if check {
+            assert!(
+                policy.len() <= policy.capacity(),
+                "{} over capacity",
+                policy.name()
+            );
+            assert_eq!(
+                out.hit,
+                policy.contains(req.id) && out.hit,
+                "hit implies resident"
+            );
+            if out.admitted {
+                assert!(
+                    policy.contains(req.id),
+                    "{}: admitted object not resident",
+                    policy.name()
+                );
+            }
+            for id in &evicted {
+                assert!(
+                    !policy.contains(*id) || *id == req.id,
+                    "{}: evicted {id} still resident",
+                    policy.name()
+                );
+            }
+            policy.check_invariants();
+        }
+    }
+    if w_n > 0 && windows > 0 {
+        r.series.push(Point {
+            requests: r.requests,
+            hit_ratio: w_hits as f64 / w_n as f64,
+            mean_latency_ns: w_ns / w_n as f64,
+        });
+    }
+    r.mean_latency_ns = total_ns / r.requests.max(1) as f64;
+    if !lat.is_empty() {
+        let k = ((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1;
+        let (_, p, _) = lat.select_nth_unstable_by(k, f32::total_cmp);
+        r.p99_latency_ns = f64::from(*p);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{Lru, PolicyKind};
+    use crate::workload;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(
+            CacheSize::parse("5%").unwrap(),
+            CacheSize::FractionObjects(0.05)
+        );
+        assert_eq!(
+            CacheSize::parse("0.1").unwrap(),
+            CacheSize::FractionObjects(0.1)
+        );
+        assert_eq!(
+            CacheSize::parse("5%B").unwrap(),
+            CacheSize::FractionBytes(0.05)
+        );
+        assert_eq!(
+            CacheSize::parse("64MiB").unwrap(),
+            CacheSize::Bytes(64 << 20)
+        );
+        assert_eq!(CacheSize::parse("1000").unwrap(), CacheSize::Objects(1000));
+        for bad in ["0%", "150%", "x", "", "0", "-3", "1.5"] {
+            assert!(CacheSize::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(CacheSize::FractionObjects(0.01).objects(48_974, 0), 489);
+        assert_eq!(CacheSize::Bytes(8192).objects(10, 40_960), 2);
+    }
+
+    #[test]
+    fn counters_and_latency_of_a_tiny_replay() {
+        // a b a c a with 2 slots under LRU: hits at 3 and 5.
+        let reqs: Vec<Request> = [1, 2, 1, 3, 1]
+            .iter()
+            .map(|&id| Request::read(0, id, 100))
+            .collect();
+        let cost = CostModel::default();
+        let r = simulate(&mut Lru::new(2), &reqs, &cost, 5, true);
+        assert_eq!(
+            (r.requests, r.hits, r.backing_hits, r.admitted, r.evictions),
+            (5, 2, 3, 3, 1)
+        );
+        let want = (2.0 * cost.hit(100, false) + 3.0 * cost.miss(100, false, true)) / 5.0;
+        assert!((r.mean_latency_ns - want).abs() < 1e-6);
+        assert!((r.p99_latency_ns - cost.miss(100, false, true)).abs() < 1.0);
+        assert_eq!(r.series.len(), 5);
+        assert_eq!(r.bytes_migrated, 300);
+    }
+
+    #[test]
+    fn bigger_cache_never_hurts_lru_on_zipf() {
+        let t = workload::zipf(5000, 0.9, 50_000, 11);
+        let cost = CostModel::default();
+        let mut last = 0.0;
+        for cap in [50, 200, 800, 3200] {
+            let mut p = PolicyKind::Lru.build(cap).unwrap();
+            let h = simulate(p.as_mut(), &t, &cost, 0, false).hit_ratio();
+            assert!(h >= last, "LRU is a stack algorithm");
+            last = h;
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Model-based properties of every policy on random request sequences
+//! (with deletes and capacity changes): capacity is never exceeded, the set of resident objects is exactly what
+//! the admit/evict/remove decisions imply, the simulator's counters add up,
+//! and no policy beats Belady.
+
+use std::collections::HashSet;
+
+use engram_policy::{CostModel, Op, PolicyKind, Request, annotate_next_access, simulate};
+use proptest::prelude::*;
+
+fn requests(max_id: u64, len: usize, deletes: bool) -> impl Strategy<Value = Vec<Request>> {
+    let op = if deletes {
+        prop_oneof![8 => Just(Op::Read), 2 => Just(Op::Write), 1 => Just(Op::Delete)].boxed()
+    } else {
+        prop_oneof![Just(Op::Read), Just(Op::Write)].boxed()
+    };
+    prop::collection::vec((0..max_id, op, 1u32..10_000), 1..len).prop_map(|v| {
+        let mut r: Vec<Request> = v
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, op, size))| Request {
+                op,
+                ..Request::read(i as u64, id, size)
+            })
+            .collect();
+        annotate_next_access(&mut r);
+        r
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn resident_set_follows_decisions(
+        reqs in requests(40, 400, true),
+        cap in 1usize..24,
+        resizes in prop::collection::vec((0usize..400, 1usize..24), 0..4),
+    ) {
+        for kind in PolicyKind::ALL {
+            let mut p = kind.build(cap).unwrap();
+            let mut model: HashSet<u64> = HashSet::new();
+            let mut evicted = Vec::new();
+            let mut cap = cap;
+            for (step, r) in reqs.iter().enumerate() {
+                for &(_, new_cap) in resizes.iter().filter(|(at, _)| *at == step) {
+                    evicted.clear();
+                    p.resize(new_cap, &mut evicted);
+                    cap = new_cap;
+                    for e in &evicted {
+                        prop_assert!(model.remove(e), "{} resize evicted {} that was not resident", kind.name(), e);
+                    }
+                    prop_assert_eq!(p.capacity(), cap);
+                }
+                if r.op == Op::Delete {
+                    prop_assert_eq!(p.remove(r.id), model.remove(&r.id), "{} remove", kind.name());
+                } else {
+                    evicted.clear();
+                    let out = p.access(r, &mut evicted);
+                    prop_assert_eq!(out.hit, model.contains(&r.id), "{} hit iff resident", kind.name());
+                    prop_assert!(!(out.hit && out.admitted));
+                    for e in &evicted {
+                        prop_assert!(model.remove(e), "{} evicted {} that was not resident", kind.name(), e);
+                    }
+                    if out.admitted {
+                        prop_assert!(model.insert(r.id));
+                    }
+                }
+                prop_assert!(p.len() <= cap, "{} over capacity", kind.name());
+                prop_assert_eq!(p.len(), model.len(), "{} len", kind.name());
+                for id in 0..40 {
+                    prop_assert_eq!(p.contains(id), model.contains(&id), "{} contains({})", kind.name(), id);
+                }
+                p.check_invariants();
+            }
+        }
+    }
+
+    #[test]
+    fn counters_add_up_and_belady_wins(reqs in requests(60, 600, false), cap in 1usize..30) {
+        let cost = CostModel::default();
+        let mut best = 0;
+        let mut opt = 0;
+        for kind in PolicyKind::ALL {
+            let mut p = kind.build(cap).unwrap();
+            let r = simulate(p.as_mut(), &reqs, &cost, 7, true);
+            prop_assert_eq!(r.requests, reqs.len() as u64);
+            prop_assert_eq!(r.hits + r.backing_hits, r.requests);
+            prop_assert!(r.admitted <= r.backing_hits);
+            prop_assert_eq!(r.admitted - r.evictions, p.len() as u64, "{} resident = admitted - evicted", kind.name());
+            prop_assert!(r.max_resident <= cap);
+            prop_assert_eq!(r.series.last().map(|p| p.requests), Some(r.requests));
+            prop_assert!(r.p99_latency_ns >= cost.hit(1, false) - 1.0);
+            if kind == PolicyKind::Belady { opt = r.hits } else { best = best.max(r.hits) }
+        }
+        prop_assert!(best <= opt, "a policy got {} hits, Belady {}", best, opt);
+    }
+}
