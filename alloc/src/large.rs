@@ -495,11 +495,11 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     let pos = st.recent_pos;
     st.recent[pos] = addr;
     st.recent_pos = (pos + 1) % RECENT;
-    // The cache follows the heap: a quarter of the live large bytes (8 MiB at
-    // least, `large_cache` at most), so freed blocks add little to peak RSS while
+    // The cache follows the heap: half the live large bytes (2 MiB at least,
+    // `large_cache` at most), so freed blocks add little to peak RSS while
     // a program cycling big blocks still reuses them (a miss grows the biggest
     // cached block rather than mapping a new one).
-    let limit = config().large_cache.min((st.live_bytes / 4).max(8 << 20));
+    let limit = config().large_cache.min((st.live_bytes / 2).max(2 << 20));
     let cacheable = rec.map <= limit;
     if !cacheable {
         st.dropping(rec.guard);
