@@ -1,0 +1,85 @@
+//! Policy decision latency (issue 4): the time of one `Policy::access` (lookup,
+//! and on a miss the placement and eviction decisions) on a seeded Zipf workload.
+//!
+//! Group `access`, IDs `access/<policy>/zipf<alpha>`:
+//! - `lru`, `arc`, `s3fifo`, `sieve`: the classic policies, built through
+//!   `PolicyKind::build`.
+//! - `learned`: `PolicyKind::Learned`, the placement + migration agents with the
+//!   shipped `LearnedConfig::default()`; `learned_migration`: the same with
+//!   admission off (migration agent only). Their online training (label
+//!   resolution and value updates) runs inside `access`, so it is in the time.
+//!
+//! Workload: `workload::zipf` over 100,000 objects, 2^20 requests, seed 42;
+//! fast tier of 5,000 objects (5 % of the objects). Each policy first replays the
+//! whole trace once untimed (full tier, trained agents), then each iteration
+//! is one access to the next request, wrapping around the trace. Criterion's
+//! median is the median over samples of the mean time per access, not the p50 of
+//! single accesses.
+//!
+//! Run: `cargo bench -p engram-benches --bench policy_decide`.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use engram_policy::cache::{Learned, LearnedConfig};
+use engram_policy::{ObjectId, Policy, PolicyKind, Request, workload};
+
+const OBJECTS: usize = 100_000;
+const REQUESTS: usize = 1 << 20;
+const CAPACITY: usize = OBJECTS / 20;
+const SEED: u64 = 42;
+const ALPHAS: [f64; 2] = [0.99, 0.8];
+/// Seed of the learned agents' sampling (any fixed value: deterministic runs).
+const AGENT_SEED: u64 = 7;
+
+fn policies() -> Vec<(&'static str, Box<dyn Policy>)> {
+    let build = |k: PolicyKind| k.build(CAPACITY).expect("policy");
+    vec![
+        ("lru", build(PolicyKind::Lru)),
+        ("arc", build(PolicyKind::Arc)),
+        ("s3fifo", build(PolicyKind::S3Fifo)),
+        ("sieve", build(PolicyKind::Sieve)),
+        ("learned", build(PolicyKind::Learned)),
+        (
+            "learned_migration",
+            Box::new(Learned::with_config(
+                CAPACITY,
+                AGENT_SEED,
+                LearnedConfig {
+                    admission: false,
+                    ..LearnedConfig::default()
+                },
+            )),
+        ),
+    ]
+}
+
+fn bench_access(c: &mut Criterion) {
+    let mut g = c.benchmark_group("access");
+    g.throughput(Throughput::Elements(1));
+    for alpha in ALPHAS {
+        let trace: Vec<Request> = workload::zipf(OBJECTS, alpha, REQUESTS, SEED);
+        let param = format!("zipf{alpha}");
+        for (name, mut policy) in policies() {
+            let mut evicted: Vec<ObjectId> = Vec::with_capacity(64);
+            for req in &trace {
+                policy.access(req, &mut evicted);
+                evicted.clear();
+            }
+            let mut next = 0usize;
+            g.bench_function(BenchmarkId::new(name, &param), |b| {
+                b.iter(|| {
+                    let out = policy.access(black_box(&trace[next]), &mut evicted);
+                    evicted.clear();
+                    next = (next + 1) % REQUESTS;
+                    out
+                })
+            });
+            policy.check_invariants();
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_access);
+criterion_main!(benches);
