@@ -93,3 +93,33 @@ fn cachelib_and_twitter_samples_parse() {
         assert_eq!(unique_objects(&t.requests).0, unique, "{rel} unique keys");
     }
 }
+
+/// Found by the policy_traces fuzz target: a blank first line left the CacheLib
+/// column map empty and the next line indexed into it (a panic), and let a
+/// cloudphysics file without a header through. The header is the first non-blank
+/// line.
+#[test]
+fn regression_blank_first_line_before_the_header() {
+    let kv = trace::parse_cachelib_kv(
+        "\nop_time,key,key_size,op,op_count,size\n1,k,3,GET,1,1\n".as_bytes(),
+    )
+    .expect("kv with a leading blank line");
+    assert_eq!(kv.len(), 1);
+    let block = trace::parse_cachelib_block(
+        "\r\nop_time,block_id,io_size,op_name,op_count\n1,b,40,getChunkData,1\n".as_bytes(),
+    )
+    .expect("block with a leading blank line");
+    assert_eq!(block.len(), 1);
+    assert!(trace::parse_cachelib_kv("\n1,k,3,GET,1,1\n".as_bytes()).is_err());
+    assert!(trace::parse_cachelib_block("\n1,b,40,getChunkData,1\n".as_bytes()).is_err());
+    assert!(trace::parse_cloudphysics_csv("\n1,2,28,4096,7\n".as_bytes()).is_err());
+}
+
+/// Sizes that overflow u64 when key and value sizes are added are an error, not
+/// a wrapped small size.
+#[test]
+fn regression_key_plus_value_size_overflow() {
+    let kv = "op_time,key,key_size,op,op_count,size\n1,k,18446744073709551615,GET,1,2\n";
+    assert!(trace::parse_cachelib_kv(kv.as_bytes()).is_err());
+    assert!(trace::parse_twitter("1,k,18446744073709551615,2,1,get,0\n".as_bytes()).is_err());
+}

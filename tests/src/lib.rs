@@ -39,6 +39,8 @@ pub fn engram_bin() -> PathBuf {
     p
 }
 pub mod alloc_ops;
+pub mod kvcache_ops;
+pub mod policy_parse;
 
 /// Compile `tests/c/<name>.c` with the system `cc` into the target directory and
 /// return the executable's path. `flags` come before the source, `libs` after it.

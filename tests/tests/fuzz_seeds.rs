@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use engram_tests::alloc_ops;
+use engram_tests::{alloc_ops, kvcache_ops, policy_parse};
 
 fn seeds(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,4 +43,44 @@ fn alloc_ops_seeds_replay() {
         kinds.iter().all(|&k| k),
         "the seeds leave some operations uncovered: {kinds:?}"
     );
+}
+
+#[test]
+fn kvcache_requests_seeds_replay() {
+    let files = seeds("kvcache_requests");
+    assert!(files.len() >= 8, "expected 8 seeds, found {}", files.len());
+    let mut kinds = [false; kvcache_ops::OP_KINDS];
+    for f in &files {
+        let data = std::fs::read(f).unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
+        let ops = kvcache_ops::op_kinds(&data);
+        assert!(!ops.is_empty(), "{} decodes to no operation", f.display());
+        for &k in &ops {
+            kinds[k] = true;
+        }
+        eprintln!("replaying {} ({} ops)", f.display(), ops.len());
+        kvcache_ops::run(&data);
+    }
+    assert!(
+        kinds.iter().all(|&k| k),
+        "the seeds leave some operations uncovered: {kinds:?}"
+    );
+}
+
+#[test]
+fn policy_traces_seeds_replay() {
+    let files = seeds("policy_traces");
+    assert!(files.len() >= 8, "expected 8 seeds, found {}", files.len());
+    for f in &files {
+        let data = std::fs::read(f).unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
+        eprintln!("replaying {} ({} bytes)", f.display(), data.len());
+        policy_parse::run(&data);
+    }
+    // Every reader accepts at least one seed: the seeds hold real lines of each format.
+    for format in policy_parse::FORMATS {
+        let accepted = files.iter().any(|f| {
+            let data = std::fs::read(f).expect("read above");
+            engram_policy::trace::parse(format, data.as_slice()).is_ok()
+        });
+        assert!(accepted, "no seed parses as {format:?}");
+    }
 }

@@ -60,8 +60,10 @@ fn size_u32(v: u64, line: u64) -> Result<u32> {
 /// cloudphysics CSV: header `version,time,op,size,lbn`, op `28`/`2a`.
 pub fn parse_cloudphysics_csv(r: impl BufRead) -> Result<Vec<Request>> {
     let mut out = Vec::new();
+    // The header is the first non-blank line (blank lines are skipped but counted).
+    let mut header = true;
     for_lines(r, |n, line| {
-        if n == 1 {
+        if std::mem::take(&mut header) {
             if !line
                 .trim_start_matches('\u{feff}')
                 .starts_with("version,time,op,size,lbn")
@@ -229,8 +231,10 @@ fn push_repeated(out: &mut Vec<Request>, req: Request, count: u64, line: u64) ->
 pub fn parse_cachelib_kv(r: impl BufRead) -> Result<Vec<Request>> {
     let mut out = Vec::new();
     let mut cols = Vec::new();
+    // The header is the first non-blank line (blank lines are skipped but counted).
+    let mut header = true;
     for_lines(r, |n, line| {
-        if n == 1 {
+        if std::mem::take(&mut header) {
             cols = columns(
                 line,
                 &["op_time", "key", "key_size", "op", "op_count", "size"],
@@ -249,7 +253,7 @@ pub fn parse_cachelib_kv(r: impl BufRead) -> Result<Vec<Request>> {
         let req = Request {
             time,
             id: hash_key(key),
-            size: size_u32(key_size + size, n)?,
+            size: size_u32(key_size.saturating_add(size), n)?,
             op,
             next_access: crate::NEVER,
         };
@@ -262,8 +266,10 @@ pub fn parse_cachelib_kv(r: impl BufRead) -> Result<Vec<Request>> {
 pub fn parse_cachelib_block(r: impl BufRead) -> Result<Vec<Request>> {
     let mut out = Vec::new();
     let mut cols = Vec::new();
+    // The header is the first non-blank line (blank lines are skipped but counted).
+    let mut header = true;
     for_lines(r, |n, line| {
-        if n == 1 {
+        if std::mem::take(&mut header) {
             cols = columns(
                 line,
                 &["op_time", "block_id", "io_size", "op_name", "op_count"],
@@ -319,7 +325,7 @@ pub fn parse_twitter(r: impl BufRead) -> Result<Vec<Request>> {
         out.push(Request {
             time,
             id: hash_key(key),
-            size: size_u32(key_size + value_size, n)?,
+            size: size_u32(key_size.saturating_add(value_size), n)?,
             op,
             next_access: crate::NEVER,
         });
