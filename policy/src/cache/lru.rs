@@ -1,21 +1,28 @@
-//! LRU: evict the object whose last access is oldest.
+//! LRU and FIFO: one queue, evicting from its tail. LRU moves a hit object to the
+//! head (evict the object whose last access is oldest); FIFO leaves hits where
+//! they are (evict the object admitted longest ago).
 
 use super::list::{Handle, List};
 use super::{Outcome, Policy};
 use crate::types::{IdMap, ObjectId, Request};
 
-/// Least recently used. Head of `list` = most recent.
+/// A queue of resident objects, head = newest. `PROMOTE`: a hit moves to the head.
 #[derive(Debug)]
-pub struct Lru {
+pub struct Queue<const PROMOTE: bool> {
     cap: usize,
     list: List,
     map: IdMap<Handle>,
 }
 
-impl Lru {
+/// Least recently used.
+pub type Lru = Queue<true>;
+/// First in, first out.
+pub type Fifo = Queue<false>;
+
+impl<const PROMOTE: bool> Queue<PROMOTE> {
     /// Room for `cap` objects.
     pub fn new(cap: usize) -> Self {
-        Lru {
+        Queue {
             cap: cap.max(1),
             list: List::default(),
             map: IdMap::default(),
@@ -23,9 +30,9 @@ impl Lru {
     }
 }
 
-impl Policy for Lru {
+impl<const PROMOTE: bool> Policy for Queue<PROMOTE> {
     fn name(&self) -> &'static str {
-        "LRU"
+        if PROMOTE { "LRU" } else { "FIFO" }
     }
     fn capacity(&self) -> usize {
         self.cap
@@ -38,7 +45,9 @@ impl Policy for Lru {
     }
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
         if let Some(&h) = self.map.get(&req.id) {
-            self.list.move_to_front(h);
+            if PROMOTE {
+                self.list.move_to_front(h);
+            }
             return Outcome::HIT;
         }
         if self.list.len() >= self.cap {
