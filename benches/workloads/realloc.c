@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
+
 struct buf {
     unsigned char *p;
     size_t len, cap, limit;
@@ -115,19 +117,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: realloc [THREADS] [OPS] [BUFFERS] [SEED]\n");
         return 2;
     }
-    pthread_t *tids = calloc((size_t)threads, sizeof *tids);
-    uint64_t *sums = calloc((size_t)threads, sizeof *sums);
-    for (int t = 0; t < threads; t++) {
-        sums[t] = (uint64_t)t + 1;
-        pthread_create(&tids[t], NULL, worker, &sums[t]);
-    }
-    uint64_t sum = 0;
-    for (int t = 0; t < threads; t++) {
-        pthread_join(tids[t], NULL);
-        sum = sum * 1000003 + sums[t];
-    }
-    free(tids);
-    free(sums);
-    printf("realloc checksum %016llx\n", (unsigned long long)sum);
-    return 0;
+    return run_workers("realloc", threads, worker);
 }
