@@ -607,6 +607,14 @@ impl<B: Backend> KvCache<B> {
         self.free.insert(g);
     }
 
+    /// Give back every group an op took before it failed with `e`; returns `e`.
+    fn roll_back(&mut self, taken: Vec<(usize, u32)>, e: Error) -> Error {
+        for (_, g) in taken {
+            self.give_back(g);
+        }
+        e
+    }
+
     fn check_map_budget(&self, extra_runs: usize) -> Result<(), Error> {
         if !self.backend.caps().merges_contiguous {
             return Ok(());
@@ -845,19 +853,13 @@ impl<B: Backend> KvCache<B> {
                     prev = Some(g);
                 }
                 Err(e) => {
-                    for (_, g) in taken {
-                        self.give_back(g);
-                    }
-                    return Err(e);
+                    return Err(self.roll_back(taken, e));
                 }
             }
         }
         let extra_runs = count_runs(&taken);
         if let Err(e) = self.check_map_budget(extra_runs) {
-            for (_, g) in taken {
-                self.give_back(g);
-            }
-            return Err(e);
+            return Err(self.roll_back(taken, e));
         }
         // Commit: from here on only backend failures can stop us.
         for &j in &reuse {
@@ -1081,10 +1083,7 @@ impl<B: Backend> KvCache<B> {
                     prev = Some(g);
                 }
                 Err(e) => {
-                    for (_, g) in taken {
-                        self.give_back(g);
-                    }
-                    return Err(e);
+                    return Err(self.roll_back(taken, e));
                 }
             }
         }
@@ -1105,10 +1104,7 @@ impl<B: Backend> KvCache<B> {
             Ok(())
         };
         if let Err(e) = fill(self, &taken) {
-            for (_, g) in taken {
-                self.give_back(g);
-            }
-            return Err(e);
+            return Err(self.roll_back(taken, e));
         }
         for &j in &reuse {
             let g = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
