@@ -499,7 +499,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     // `large_cache` at most), so freed blocks add little to peak RSS while
     // a program cycling big blocks still reuses them (a miss grows the biggest
     // cached block rather than mapping a new one).
-    let limit = config().large_cache.min((st.live_bytes / 2).max(2 << 20));
+    let limit = config().large_cache.min(st.live_bytes.max(2 << 20));
     let cacheable = rec.map <= limit;
     if !cacheable {
         st.dropping(rec.guard);

@@ -4,7 +4,7 @@
 //! same capacity (static max-context reservation; vLLM-style 16-token blocks with
 //! prefix caching). Prints one comparison table.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -13,7 +13,7 @@ use engram_kvcache::backend::null::NullBackend;
 use engram_kvcache::trace::{
     self, BlockBaseline, CacheTarget, ReplayOptions, ReplayReport, StaticBaseline, Target,
 };
-use engram_kvcache::{Config, KvCache, host_cache};
+use engram_kvcache::{Config, KvCache, Layout, host_cache};
 
 #[derive(Debug, Args)]
 pub struct KvArgs {
@@ -46,9 +46,14 @@ struct ReplayArgs {
     /// Bytes per element.
     #[arg(long, default_value_t = 2)]
     elem_bytes: usize,
-    /// Page size in KiB (64 or 2048, any multiple of 4).
+    /// Page size in KiB (64 or 2048, any multiple of 4 and of one token's bytes
+    /// in a tensor: with --token-major that is all layers' K and V).
     #[arg(long, default_value_t = 64)]
     page_kib: usize,
+    /// One token-major tensor for all layers (`[batch, ctx, layers, 2, heads, dim]`):
+    /// a page of a request is one mapping instead of 2 x layers.
+    #[arg(long)]
+    token_major: bool,
     /// Physical pool in MiB (all layers).
     #[arg(long, default_value_t = 2048)]
     pool_mib: usize,
@@ -78,9 +83,15 @@ pub fn run(args: &KvArgs) -> Result<u8> {
     }
 }
 
+/// A progress bar on stderr, drawn only when stderr is a terminal (a log file or a
+/// pipe gets no carriage-return noise).
 fn progress_bar(label: &str) -> impl FnMut(usize, usize) + '_ {
     let mut last = usize::MAX;
+    let tty = std::io::stderr().is_terminal();
     move |done, total| {
+        if !tty {
+            return;
+        }
         let pct = (done * 100).checked_div(total).unwrap_or(100);
         if pct != last {
             last = pct;
@@ -120,6 +131,11 @@ fn replay(a: &ReplayArgs) -> Result<u8> {
         low_watermark: 0,
         high_watermark: 0,
         try_huge: true,
+        layout: if a.token_major {
+            Layout::TokenMajor
+        } else {
+            Layout::PerTensor
+        },
     };
     let geo = cfg.geometry().context("model shape")?;
     let token_bytes_all = geo.token_bytes * geo.tensors;
@@ -136,7 +152,7 @@ fn replay(a: &ReplayArgs) -> Result<u8> {
         .map_or("synthetic Poisson".to_string(), |p| p.display().to_string());
     println!(
         "trace: {name}, {} of {} requests; shape: {} layers x {} KV heads x {} dim x {} B ({} KiB/token); \
-         pages {} KiB ({} tokens); pool {} MiB; {} slots; max ctx {}",
+         {} tensor(s) of pages {} KiB ({} tokens); pool {} MiB; {} slots; max ctx {}",
         a.limit.min(requests.len()),
         requests.len(),
         a.layers,
@@ -144,6 +160,7 @@ fn replay(a: &ReplayArgs) -> Result<u8> {
         a.head_dim,
         a.elem_bytes,
         token_bytes_all >> 10,
+        geo.tensors,
         a.page_kib,
         geo.tokens_per_page,
         a.pool_mib,
@@ -226,6 +243,7 @@ mod tests {
             head_dim: 64,
             elem_bytes: 2,
             page_kib: 16,
+            token_major: false,
             pool_mib: 16,
             max_batch: 4,
             max_ctx: 4096,
@@ -239,6 +257,9 @@ mod tests {
     #[test]
     fn replays_synthetic_and_mooncake_files() {
         assert_eq!(replay(&small(None)).unwrap(), 0);
+        let mut tm = small(None);
+        tm.token_major = true;
+        assert_eq!(replay(&tm).unwrap(), 0);
         let path = std::env::temp_dir().join(format!("engram-kv-{}.jsonl", std::process::id()));
         std::fs::write(
             &path,

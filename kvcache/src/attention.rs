@@ -91,7 +91,7 @@ pub fn gather_dense<B: Backend>(
     layer: usize,
 ) -> Result<(Vec<f32>, Vec<f32>), Error> {
     let len = cache.len(id)?;
-    let tb = cache.geometry().token_bytes;
+    let tb = cache.geometry().kv_bytes;
     let mut buf = vec![0u8; tb];
     let mut k = Vec::with_capacity(len * tb / 4);
     let mut v = Vec::with_capacity(len * tb / 4);
@@ -145,7 +145,8 @@ pub fn attend_contiguous<B: Backend>(
 }
 
 /// Attention for batch entry `i` of `table`, reading pages from the pool view (the
-/// paged layout `[pages, tokens_per_page, kv_heads, head_dim]` per tensor).
+/// paged layout `[pages, tokens_per_page, kv_heads, head_dim]` per tensor, with the
+/// token stride of [`Strides`](crate::Strides)).
 pub fn attend_paged<B: Backend>(
     cache: &KvCache<B>,
     table: &PageTable,

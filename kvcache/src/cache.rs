@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use crate::backend::Backend;
-use crate::config::{Config, Geometry};
+use crate::config::{Config, Geometry, Layout};
 use crate::error::Error;
 use crate::metrics::{Counters, Metrics};
 
@@ -97,7 +97,11 @@ pub struct Admission {
     pub cached_tokens: usize,
 }
 
-/// Strides (bytes) of every K/V tensor `[max_batch, max_ctx, kv_heads, head_dim]`.
+/// Strides (bytes) of every layer's K/V view `[max_batch, max_ctx, kv_heads, head_dim]`
+/// (the same for every layer; `token` includes the other layers with
+/// [`Layout::TokenMajor`]).
+///
+/// [`Layout::TokenMajor`]: crate::Layout::TokenMajor
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Strides {
     /// Between batch slots.
@@ -109,7 +113,8 @@ pub struct Strides {
     /// Between elements.
     pub elem: usize,
     /// Between layers (the K tensors of consecutive layers), for the one-tensor view
-    /// `[layers, 2, max_batch, max_ctx, kv_heads, head_dim]`.
+    /// `[layers, 2, max_batch, max_ctx, kv_heads, head_dim]` (per-tensor layout) or
+    /// `[max_batch, max_ctx, layers, 2, kv_heads, head_dim]` (token-major).
     pub layer: usize,
     /// Between the K and V tensor of one layer.
     pub kv: usize,
@@ -344,18 +349,25 @@ impl<B: Backend> KvCache<B> {
             return Err(Error::OutOfBounds);
         }
         let t = self.geo.tensor(layer, v);
-        Ok((self.backend.reservation().0 + t * self.geo.tensor_bytes) as *mut u8)
+        Ok(
+            (self.backend.reservation().0 + t * self.geo.tensor_bytes + self.geo.kv_off(layer, v))
+                as *mut u8,
+        )
     }
 
-    /// Strides of every tensor (and between tensors, for the one-tensor view).
+    /// Strides of every layer's K/V view (and between them, for the one-tensor view).
     pub fn strides(&self) -> Strides {
+        let (layer, kv) = match self.geo.layout {
+            Layout::PerTensor => (2 * self.geo.tensor_bytes, self.geo.tensor_bytes),
+            Layout::TokenMajor => (2 * self.geo.kv_bytes, self.geo.kv_bytes),
+        };
         Strides {
             batch: self.geo.slot_bytes,
             token: self.geo.token_bytes,
             head: self.cfg.head_dim * self.cfg.elem_bytes,
             elem: self.cfg.elem_bytes,
-            layer: 2 * self.geo.tensor_bytes,
-            kv: self.geo.tensor_bytes,
+            layer,
+            kv,
         }
     }
 
@@ -366,9 +378,9 @@ impl<B: Backend> KvCache<B> {
             return None;
         }
         let t = self.geo.tensor(layer, v);
-        self.backend
-            .pool_view()
-            .map(|b| (b + t * self.geo.groups * self.geo.page_size) as *const u8)
+        self.backend.pool_view().map(|b| {
+            (b + t * self.geo.groups * self.geo.page_size + self.geo.kv_off(layer, v)) as *const u8
+        })
     }
 
     /// State of request `id`.
@@ -1243,12 +1255,13 @@ impl<B: Backend> KvCache<B> {
         }
         let t = self.geo.tensor(layer, v);
         let tpp = self.geo.tokens_per_page;
-        let off =
-            self.geo.page_off(t, slot as usize, pos / tpp) + (pos % tpp) * self.geo.token_bytes;
+        let off = self.geo.page_off(t, slot as usize, pos / tpp)
+            + (pos % tpp) * self.geo.token_bytes
+            + self.geo.kv_off(layer, v);
         Ok((slot, off))
     }
 
-    /// Write one token's K or V (`token_bytes`) at `pos < len` through the virtual
+    /// Write one token's K or V of one layer (`kv_bytes`) at `pos < len` through the virtual
     /// tensor. Shared or published pages are read-only: append first (it copies).
     pub fn write_token(
         &mut self,
@@ -1259,7 +1272,7 @@ impl<B: Backend> KvCache<B> {
         data: &[u8],
     ) -> Result<(), Error> {
         let (slot, off) = self.token_off(id, layer, v, pos)?;
-        if data.len() != self.geo.token_bytes {
+        if data.len() != self.geo.kv_bytes {
             return Err(Error::OutOfBounds);
         }
         let g = self.slots[slot as usize].pages[pos / self.geo.tokens_per_page]
@@ -1284,7 +1297,7 @@ impl<B: Backend> KvCache<B> {
         out: &mut [u8],
     ) -> Result<(), Error> {
         let (_, off) = self.token_off(id, layer, v, pos)?;
-        if out.len() != self.geo.token_bytes {
+        if out.len() != self.geo.kv_bytes {
             return Err(Error::OutOfBounds);
         }
         Ok(self.backend.read_virt(off, out)?)

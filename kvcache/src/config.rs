@@ -2,6 +2,22 @@
 
 use crate::error::Error;
 
+/// How the K/V tensors of all layers are laid out in the reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// One tensor per layer and K/V, `[max_batch, max_ctx, kv_heads, head_dim]` each
+    /// (vAttention's layout). A page of a request is `2 * layers` separate mappings.
+    #[default]
+    PerTensor,
+    /// One tensor `[max_batch, max_ctx, layers, 2, kv_heads, head_dim]`: a token's K
+    /// and V of every layer are adjacent, so a page of a request is one mapping
+    /// (64x fewer map calls and kernel mappings for a 32-layer model). Each layer's
+    /// K or V is still a strided `[max_batch, max_ctx, kv_heads, head_dim]` view
+    /// (token stride `2 * layers * kv_heads * head_dim * elem_bytes`), which
+    /// attention kernels with a sequence stride read unchanged.
+    TokenMajor,
+}
+
 /// Shape of the model's KV cache and of the page pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -18,7 +34,8 @@ pub struct Config {
     /// Longest context in tokens (rounded up to whole pages).
     pub max_ctx: usize,
     /// Bytes per physical page of one tensor: a multiple of 4 KiB and of one
-    /// token's bytes (`kv_heads * head_dim * elem_bytes`).
+    /// token's bytes in that tensor (`kv_heads * head_dim * elem_bytes`, times
+    /// `2 * layers` for [`Layout::TokenMajor`]).
     pub page_size: usize,
     /// Physical pool in bytes, over all tensors.
     pub pool_bytes: usize,
@@ -28,6 +45,8 @@ pub struct Config {
     pub high_watermark: usize,
     /// Try huge-page backed pools for 2 MiB pages.
     pub try_huge: bool,
+    /// Per-layer tensors or one token-major tensor.
+    pub layout: Layout,
 }
 
 impl Config {
@@ -50,6 +69,7 @@ impl Config {
             low_watermark: 0,
             high_watermark: 0,
             try_huge: true,
+            layout: Layout::PerTensor,
         }
     }
 
@@ -71,7 +91,20 @@ impl Config {
         if self.low_watermark > self.high_watermark {
             return Err(Error::Config("low_watermark exceeds high_watermark"));
         }
-        let token_bytes = self.kv_heads * self.head_dim * self.elem_bytes;
+        let kv_bytes = self
+            .kv_heads
+            .checked_mul(self.head_dim)
+            .and_then(|b| b.checked_mul(self.elem_bytes))
+            .ok_or(Error::Config("one token's bytes overflow"))?;
+        let (tensors, token_bytes) = match self.layout {
+            Layout::PerTensor => (2 * self.layers, kv_bytes),
+            Layout::TokenMajor => (
+                1,
+                kv_bytes
+                    .checked_mul(2 * self.layers)
+                    .ok_or(Error::Config("one token's bytes overflow"))?,
+            ),
+        };
         if self.page_size % token_bytes != 0 {
             return Err(Error::Config(
                 "page_size must be a multiple of one token's bytes",
@@ -79,7 +112,6 @@ impl Config {
         }
         let tokens_per_page = self.page_size / token_bytes;
         let pages_per_slot = self.max_ctx.div_ceil(tokens_per_page);
-        let tensors = 2 * self.layers;
         let slot_bytes = pages_per_slot
             .checked_mul(self.page_size)
             .ok_or(Error::Config("max_ctx too large"))?;
@@ -98,6 +130,8 @@ impl Config {
             return Err(Error::Config("pool has too many pages"));
         }
         Ok(Geometry {
+            layout: self.layout,
+            kv_bytes,
             token_bytes,
             tokens_per_page,
             pages_per_slot,
@@ -111,7 +145,8 @@ impl Config {
     }
 }
 
-/// Sizes derived from a [`Config`].
+/// Sizes derived from a [`Config`]. For [`Layout::TokenMajor`] there is one tensor
+/// and a token is `[layers][2][kv_heads][head_dim]`.
 ///
 /// ```text
 /// reservation = [tensor 0 = layer 0 K][tensor 1 = layer 0 V][tensor 2 = layer 1 K]...
@@ -125,13 +160,18 @@ impl Config {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
-    /// Bytes of one token in one tensor.
+    /// The layout this geometry is for.
+    pub layout: Layout,
+    /// Bytes of one layer's K (or V) of one token.
+    pub kv_bytes: usize,
+    /// Bytes of one token in one mapped tensor (`kv_bytes`, or all layers' K and V
+    /// for [`Layout::TokenMajor`]).
     pub token_bytes: usize,
     /// Tokens per page.
     pub tokens_per_page: usize,
     /// Pages per slot (max_ctx rounded up).
     pub pages_per_slot: usize,
-    /// K and V of every layer.
+    /// Separately mapped tensors: K and V of every layer, or 1 (token-major).
     pub tensors: usize,
     /// Bytes between two slots of a tensor (batch stride).
     pub slot_bytes: usize,
@@ -148,7 +188,18 @@ pub struct Geometry {
 impl Geometry {
     /// Tensor index of layer `layer`, K (`false`) or V (`true`).
     pub fn tensor(&self, layer: usize, v: bool) -> usize {
-        2 * layer + usize::from(v)
+        match self.layout {
+            Layout::PerTensor => 2 * layer + usize::from(v),
+            Layout::TokenMajor => 0,
+        }
+    }
+
+    /// Offset of layer `layer`'s K or V inside one token of its tensor.
+    pub fn kv_off(&self, layer: usize, v: bool) -> usize {
+        match self.layout {
+            Layout::PerTensor => 0,
+            Layout::TokenMajor => (2 * layer + usize::from(v)) * self.kv_bytes,
+        }
     }
 
     /// Reservation offset of page `page` of slot `slot` in tensor `t`.

@@ -30,7 +30,7 @@ pub use cache::{
     Admission, BlockTable, KvCache, MemSwap, PageTable, ReqId, RequestState, Strides, SwapSink,
     SwapSource, block_hash,
 };
-pub use config::{Config, Geometry};
+pub use config::{Config, Geometry, Layout};
 pub use error::{BackendError, Error};
 pub use metrics::Metrics;
 

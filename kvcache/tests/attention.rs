@@ -6,13 +6,13 @@ use engram_kvcache::attention::{
     Shape, attend_contiguous, attend_dense, attend_paged, gather_dense,
 };
 use engram_kvcache::backend::host::HostBackend;
-use engram_kvcache::{Config, KvCache, host_cache};
+use engram_kvcache::{Config, KvCache, Layout, host_cache};
 
 const HEADS: usize = 8;
 const KVH: usize = 2;
 const D: usize = 16;
 
-fn cache() -> KvCache<HostBackend> {
+fn cache(layout: Layout) -> KvCache<HostBackend> {
     host_cache(Config {
         layers: 2,
         kv_heads: KVH,
@@ -25,6 +25,7 @@ fn cache() -> KvCache<HostBackend> {
         low_watermark: 0,
         high_watermark: 0,
         try_huge: false,
+        layout,
     })
     .unwrap()
 }
@@ -76,7 +77,16 @@ fn check_all_agree(c: &KvCache<HostBackend>, ids: &[u64]) {
 
 #[test]
 fn contiguous_paged_and_dense_agree() {
-    let mut c = cache();
+    all_agree(Layout::PerTensor);
+}
+
+#[test]
+fn token_major_contiguous_paged_and_dense_agree() {
+    all_agree(Layout::TokenMajor);
+}
+
+fn all_agree(layout: Layout) {
+    let mut c = cache(layout);
     let mut ids = Vec::new();
     for (seed, n) in [(1u32, 1usize), (2, 31), (3, 32), (4, 200)] {
         let t: Vec<u32> = (0..n as u32).map(|i| seed * 1000 + i).collect();
@@ -90,7 +100,16 @@ fn contiguous_paged_and_dense_agree() {
 
 #[test]
 fn agree_with_shared_prefix_pages_and_copy_on_write() {
-    let mut c = cache();
+    agree_when_shared(Layout::PerTensor);
+}
+
+#[test]
+fn token_major_agrees_with_shared_prefix_pages_and_copy_on_write() {
+    agree_when_shared(Layout::TokenMajor);
+}
+
+fn agree_when_shared(layout: Layout) {
+    let mut c = cache(layout);
     let prompt: Vec<u32> = (0..100).collect();
     let a = c.admit(&prompt).unwrap();
     c.append(a.id, &prompt).unwrap();

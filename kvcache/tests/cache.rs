@@ -2,7 +2,7 @@
 
 use engram_kvcache::backend::Backend;
 use engram_kvcache::backend::host::HostBackend;
-use engram_kvcache::{Config, Error, KvCache, MemSwap, RequestState, host_cache};
+use engram_kvcache::{Config, Error, KvCache, Layout, MemSwap, RequestState, host_cache};
 
 fn cfg(groups: usize) -> Config {
     // 2 layers x (K,V) = 4 tensors; token = 2 heads * 16 * 4 B = 128 B; 4 KiB pages = 32 tokens.
@@ -18,6 +18,7 @@ fn cfg(groups: usize) -> Config {
         low_watermark: 0,
         high_watermark: 0,
         try_huge: false,
+        layout: Layout::PerTensor,
     }
 }
 
@@ -194,6 +195,58 @@ fn contiguous_pages_make_one_mapping_per_tensor() {
         ours, 4,
         "the kernel merged each tensor's pages into one VMA:\n{maps}"
     );
+    c.check_invariants();
+}
+
+#[test]
+fn token_major_layout_is_one_mapping_and_keeps_layers_apart() {
+    // One tensor; a token is 2 layers x (K, V) x 128 B = 512 B: 8 tokens per page.
+    let mut config = cfg(32);
+    config.layout = Layout::TokenMajor;
+    let mut c = host_cache(config).unwrap();
+    assert_eq!(c.geometry().tensors, 1);
+    assert_eq!(c.geometry().tokens_per_page, 8);
+    let t = toks(3, 50);
+    let a = c.admit(&[]).unwrap();
+    c.append(a.id, &t).unwrap();
+    fill(&mut c, a.id, &t, 0);
+    verify(&c, a.id, &t);
+    // Read through the exported pointers and strides, as a kernel would.
+    let st = c.strides();
+    assert_eq!((st.token, st.layer, st.kv, st.head), (512, 256, 128, 64));
+    let RequestState::Live { slot } = c.request_state(a.id).unwrap() else {
+        panic!("request not live");
+    };
+    for layer in 0..2 {
+        for v in [false, true] {
+            let base = c.tensor_ptr(layer, v).unwrap() as usize + slot * st.batch;
+            for pos in [0, 7, 8, 49] {
+                // SAFETY: pos < len: the token's K/V bytes lie in pages the borrowed
+                // cache keeps mapped.
+                let got = unsafe {
+                    std::slice::from_raw_parts((base + pos * st.token) as *const u8, 128)
+                };
+                assert_eq!(
+                    got,
+                    &pattern(t[pos], pos, layer, v)[..],
+                    "layer {layer} v {v} pos {pos}"
+                );
+            }
+        }
+    }
+    // 7 pages in one run: one VMA for every layer's K and V.
+    assert_eq!(c.metrics().mappings, 2 + 1);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let (base, _) = c.backend().reservation();
+    let ours = maps
+        .lines()
+        .filter(|l| {
+            let start = usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap();
+            start >= base && start < base + c.geometry().reserve_bytes && l.contains("memfd")
+        })
+        .count();
+    assert_eq!(ours, 1, "one VMA for the whole request:\n{maps}");
+    c.free(a.id).unwrap();
     c.check_invariants();
 }
 
@@ -431,6 +484,7 @@ fn two_mib_pages_work() {
         low_watermark: 0,
         high_watermark: 0,
         try_huge: true,
+        layout: Layout::PerTensor,
     };
     let mut c = host_cache(config).unwrap();
     assert_eq!(c.geometry().tokens_per_page, 1024);

@@ -71,6 +71,7 @@ fn cache_on_gpu() {
         low_watermark: 0,
         high_watermark: 0,
         try_huge: false,
+        layout: engram_kvcache::Layout::PerTensor,
     };
     let geo = cfg.geometry().unwrap();
     let Some(b) = cuda_device_or_skip(geo.tensors * geo.groups, geo.reserve_bytes) else {

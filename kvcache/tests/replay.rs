@@ -22,6 +22,7 @@ fn cfg() -> Config {
         low_watermark: 0,
         high_watermark: 0,
         try_huge: false,
+        layout: engram_kvcache::Layout::PerTensor,
     }
 }
 

@@ -8,12 +8,18 @@
 use std::collections::BTreeMap;
 
 use engram_kvcache::backend::host::HostBackend;
-use engram_kvcache::{Config, Error, KvCache, MemSwap, RequestState, host_cache};
+use engram_kvcache::{Config, Error, KvCache, Layout, MemSwap, RequestState, host_cache};
 use proptest::prelude::*;
 
 const TOKEN_BYTES: usize = 4 * 32 * 4; // kv_heads * head_dim * f32 = 512 B: 8 tokens per 4 KiB page
 
-fn new_cache() -> KvCache<HostBackend> {
+/// The cache under test. Token-major packs K and V of the one layer into one 8 KiB
+/// page, so both layouts hold 8 tokens per page and 14 page groups.
+fn new_cache(layout: Layout) -> KvCache<HostBackend> {
+    let page_size = match layout {
+        Layout::PerTensor => 4096,
+        Layout::TokenMajor => 8192,
+    };
     host_cache(Config {
         layers: 1,
         kv_heads: 4,
@@ -21,11 +27,12 @@ fn new_cache() -> KvCache<HostBackend> {
         elem_bytes: 4,
         max_batch: 4,
         max_ctx: 64,
-        page_size: 4096,
+        page_size,
         pool_bytes: 14 * 4096 * 2,
         low_watermark: 3,
         high_watermark: 6,
         try_huge: false,
+        layout,
     })
     .unwrap()
 }
@@ -124,8 +131,8 @@ fn is_capacity(e: &Error) -> bool {
     )
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut c = new_cache();
+fn run(ops: Vec<Op>, layout: Layout) -> Result<(), TestCaseError> {
+    let mut c = new_cache(layout);
     let mut m = Model::default();
     let mut swap = MemSwap::default();
     for op in ops {
@@ -271,6 +278,11 @@ proptest! {
 
     #[test]
     fn cache_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops)?;
+        run(ops, Layout::PerTensor)?;
+    }
+
+    #[test]
+    fn token_major_cache_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops, Layout::TokenMajor)?;
     }
 }

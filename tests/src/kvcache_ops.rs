@@ -67,6 +67,7 @@ pub fn config() -> Config {
         low_watermark: 3,
         high_watermark: 6,
         try_huge: false,
+        layout: engram_kvcache::Layout::PerTensor,
     }
 }
 
