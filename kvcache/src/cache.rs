@@ -241,6 +241,8 @@ pub struct KvCache<B: Backend> {
     map_budget: usize,
     worker_attached: bool,
     counters: Counters,
+    /// Set when a backend failure could not be undone (see [`Error::Poisoned`]).
+    poisoned: Option<String>,
 }
 
 impl<B: Backend> core::fmt::Debug for KvCache<B> {
@@ -313,6 +315,7 @@ impl<B: Backend> KvCache<B> {
             map_budget: default_map_budget(),
             worker_attached: false,
             counters: Counters::default(),
+            poisoned: None,
             cfg,
         })
     }
@@ -453,50 +456,82 @@ impl<B: Backend> KvCache<B> {
 
     // ----- backend calls ------------------------------------------------------------
 
-    /// Map positions `j0..j0+n` of `slot`, whose groups are already recorded.
-    fn map_range(&mut self, slot: u32, j0: usize, n: usize) -> Result<(), Error> {
-        let mut j = j0;
-        while j < j0 + n {
-            let g0 = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
+    /// Refuse every call once a backend failure could not be undone.
+    fn usable(&self) -> Result<(), Error> {
+        match &self.poisoned {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Map `pairs` of (position, group) of `slot`, sorted by position, one call per
+    /// run of consecutive positions holding consecutive groups, per tensor. The
+    /// bookkeeping is not touched: the caller records the groups after this
+    /// succeeds. On a backend error the positions touched are put back as the
+    /// bookkeeping has them and the error is returned.
+    fn map_pairs(&mut self, slot: u32, pairs: &[(usize, u32)]) -> Result<(), Error> {
+        let mut i = 0;
+        while i < pairs.len() {
+            let (j0, g0) = pairs[i];
             let mut len = 1;
-            while j + len < j0 + n
-                && self.slots[slot as usize].pages[j + len] == Some(g0 + len as u32)
-            {
+            while i + len < pairs.len() && pairs[i + len] == (j0 + len, g0 + len as u32) {
                 len += 1;
             }
             for t in 0..self.geo.tensors {
-                let off = self.geo.page_off(t, slot as usize, j);
+                let off = self.geo.page_off(t, slot as usize, j0);
                 let start = Instant::now();
-                self.backend.map(off, self.geo.phys(t, g0), len)?;
+                if let Err(e) = self.backend.map(off, self.geo.phys(t, g0), len) {
+                    let touched: Vec<usize> = pairs[..i + len].iter().map(|&(j, _)| j).collect();
+                    return Err(self.restore(slot, &touched, e.into()));
+                }
                 let ns = start.elapsed().as_nanos() as u64;
                 self.counters.map_ns.record(ns);
                 self.counters.map_ns_total += ns;
                 self.counters.map_calls += 1;
             }
             self.counters.pages_mapped += len as u64;
-            j += len;
+            i += len;
         }
         Ok(())
     }
 
-    /// Map the positions of `taken` (groups already recorded), one call per run of
-    /// consecutive positions holding consecutive groups, per tensor.
-    fn map_taken(&mut self, slot: u32, taken: &[(usize, u32)]) -> Result<(), Error> {
-        let mut pos: Vec<usize> = taken.iter().map(|&(j, _)| j).collect();
-        pos.sort_unstable();
+    /// After a failed backend call (`e`), make the (sorted) `positions` of `slot`
+    /// match the bookkeeping again: recorded groups mapped, the rest unmapped.
+    /// Returns `e`; if the repair fails too, the cache is poisoned.
+    fn restore(&mut self, slot: u32, positions: &[usize], e: Error) -> Error {
         let mut i = 0;
-        while i < pos.len() {
+        while i < positions.len() {
+            let j0 = positions[i];
+            let rec = self.slots[slot as usize].pages[j0];
             let mut n = 1;
-            while i + n < pos.len() && pos[i + n] == pos[i] + n {
+            while i + n < positions.len() && positions[i + n] == j0 + n && {
+                let r = self.slots[slot as usize].pages[j0 + n];
+                match rec {
+                    Some(g) => r == Some(g + n as u32),
+                    None => r.is_none(),
+                }
+            } {
                 n += 1;
             }
-            self.map_range(slot, pos[i], n)?;
+            for t in 0..self.geo.tensors {
+                let off = self.geo.page_off(t, slot as usize, j0);
+                let r = match rec {
+                    Some(g) => self.backend.map(off, self.geo.phys(t, g), n),
+                    None => self.backend.unmap(off, n),
+                };
+                if let Err(e2) = r {
+                    self.poisoned = Some(format!("{e}; then, putting slot {slot} back: {e2}"));
+                    return Error::Poisoned(self.poisoned.clone().unwrap_or_default());
+                }
+            }
             i += n;
         }
-        Ok(())
+        e
     }
 
-    /// Unmap the (sorted) positions of `slot`, coalescing neighbours into one call.
+    /// Unmap the (sorted) positions of `slot`, coalescing neighbours into one call;
+    /// the bookkeeping is not touched. On a backend error the positions are mapped
+    /// back as the bookkeeping has them and the error is returned.
     fn unmap_positions(&mut self, slot: u32, positions: &[usize]) -> Result<(), Error> {
         let mut i = 0;
         while i < positions.len() {
@@ -507,7 +542,9 @@ impl<B: Backend> KvCache<B> {
             for t in 0..self.geo.tensors {
                 let off = self.geo.page_off(t, slot as usize, positions[i]);
                 let start = Instant::now();
-                self.backend.unmap(off, n)?;
+                if let Err(e) = self.backend.unmap(off, n) {
+                    return Err(self.restore(slot, &positions[..i + n], e.into()));
+                }
                 self.counters
                     .unmap_ns
                     .record(start.elapsed().as_nanos() as u64);
@@ -665,6 +702,7 @@ impl<B: Backend> KvCache<B> {
     /// The caller then [`append`](Self::append)s
     /// `prompt[cached_tokens..]` as it computes them.
     pub fn admit(&mut self, prompt: &[u32]) -> Result<Admission, Error> {
+        self.usable()?;
         if prompt.len() > self.cfg.max_ctx {
             return Err(Error::ContextTooLong {
                 requested: prompt.len(),
@@ -717,6 +755,18 @@ impl<B: Backend> KvCache<B> {
         let slot = self.pick_slot(need)?;
         let pairs: Vec<(usize, u32)> = hits.iter().copied().enumerate().collect();
         self.check_map_budget(count_runs(&pairs))?;
+        if hits.iter().any(|&g| {
+            !matches!(
+                self.groups[g as usize].state,
+                GState::Cached | GState::Live { .. }
+            )
+        }) {
+            return Err(Error::Config(
+                "internal: hashed page neither live nor cached",
+            ));
+        }
+        // Map first: a backend failure leaves the bookkeeping as it was.
+        self.map_pairs(slot, &pairs)?;
         for (j, &g) in hits.iter().enumerate() {
             let grp = &mut self.groups[g as usize];
             match grp.state {
@@ -726,11 +776,7 @@ impl<B: Backend> KvCache<B> {
                     self.live_groups += 1;
                 }
                 GState::Live { refs } => grp.state = GState::Live { refs: refs + 1 },
-                GState::Free | GState::Spare { .. } => {
-                    return Err(Error::Config(
-                        "internal: hashed page neither live nor cached",
-                    ));
-                }
+                GState::Free | GState::Spare { .. } => {}
             }
             if let Some(old) = self.slots[slot as usize].pages[j] {
                 // MAP_FIXED below replaces this spare page in place.
@@ -740,7 +786,6 @@ impl<B: Backend> KvCache<B> {
             }
             self.set_pos(slot, j, Some(g));
         }
-        self.map_range(slot, 0, hits.len())?;
         let id = self.next_id;
         self.next_id += 1;
         self.free_slots.remove(&slot);
@@ -769,6 +814,7 @@ impl<B: Backend> KvCache<B> {
     /// automatically on the next append and at free; generated ones only here).
     /// Published pages are read-only. Returns the blocks now published.
     pub fn publish(&mut self, id: ReqId) -> Result<usize, Error> {
+        self.usable()?;
         self.live_slot(id)?;
         let len = self.requests[&id].len;
         self.publish_upto(id, len);
@@ -808,6 +854,7 @@ impl<B: Backend> KvCache<B> {
     /// pages of its slot), copying a shared partial last page first (copy-on-write).
     /// On error nothing changes (except that cached prefix pages may have been evicted).
     pub fn append(&mut self, id: ReqId, tokens: &[u32]) -> Result<(), Error> {
+        self.usable()?;
         let slot = self.live_slot(id)?;
         let len = self.requests[&id].len;
         let new_len = len + tokens.len();
@@ -873,7 +920,28 @@ impl<B: Backend> KvCache<B> {
         if let Err(e) = self.check_map_budget(extra_runs) {
             return Err(self.roll_back(taken, e));
         }
-        // Commit: from here on only backend failures can stop us.
+        // Backend work before any bookkeeping changes, so a failure gives the groups
+        // back and leaves everything else as it was: the copy-on-write copy into the
+        // new group, then the maps.
+        if let Some((cj, old)) = cow {
+            let dst = taken.iter().find(|&&(j, _)| j == cj).map(|&(_, g)| g);
+            if let Some(dst) = dst {
+                for t in 0..self.geo.tensors {
+                    if let Err(e) = self
+                        .backend
+                        .copy_page(self.geo.phys(t, old), self.geo.phys(t, dst))
+                    {
+                        return Err(self.roll_back(taken, e.into()));
+                    }
+                }
+            }
+        }
+        let mut sorted = taken.clone();
+        sorted.sort_unstable();
+        if let Err(e) = self.map_pairs(slot, &sorted) {
+            return Err(self.roll_back(taken, e));
+        }
+        // Commit: nothing can fail from here on.
         for &j in &reuse {
             let g = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
             self.groups[g as usize].state = GState::Live { refs: 1 };
@@ -884,10 +952,6 @@ impl<B: Backend> KvCache<B> {
         for &(j, g) in &taken {
             if let Some((cj, old)) = cow {
                 if cj == j {
-                    for t in 0..self.geo.tensors {
-                        self.backend
-                            .copy_page(self.geo.phys(t, old), self.geo.phys(t, g))?;
-                    }
                     self.counters.cow_copies += 1;
                     self.drop_ref(old);
                 }
@@ -896,7 +960,6 @@ impl<B: Backend> KvCache<B> {
             self.live_groups += 1;
             self.set_pos(slot, j, Some(g));
         }
-        self.map_taken(slot, &taken)?;
         if self.worker_attached && !fresh.is_empty() {
             self.counters.worker_stalls += 1;
         }
@@ -930,7 +993,17 @@ impl<B: Backend> KvCache<B> {
     /// Release the live pages of `slot` (owner's `len` tokens): private unhashed pages
     /// stay mapped as spares (deferred reclamation), the rest is unmapped.
     fn release_slot(&mut self, slot: u32, len: usize) -> Result<(), Error> {
-        let mut unmap = Vec::new();
+        // Unmap the shared and published pages first: a backend failure then leaves
+        // the request as it was.
+        let unmap: Vec<usize> = (0..self.geo.pages_for(len))
+            .filter(|&j| {
+                self.slots[slot as usize].pages[j].is_some_and(|g| {
+                    let grp = &self.groups[g as usize];
+                    matches!(grp.state, GState::Live { refs } if refs > 1 || grp.hash.is_some())
+                })
+            })
+            .collect();
+        self.unmap_positions(slot, &unmap)?;
         for j in 0..self.geo.pages_for(len) {
             let Some(g) = self.slots[slot as usize].pages[j] else {
                 continue;
@@ -950,7 +1023,6 @@ impl<B: Backend> KvCache<B> {
                     } else {
                         self.groups[g as usize].state = GState::Live { refs: refs - 1 };
                     }
-                    unmap.push(j);
                 }
                 GState::Free | GState::Cached | GState::Spare { .. } => {}
             }
@@ -960,12 +1032,13 @@ impl<B: Backend> KvCache<B> {
         }
         self.slots[slot as usize].owner = None;
         self.free_slots.insert(slot);
-        self.unmap_positions(slot, &unmap)
+        Ok(())
     }
 
     /// Free request `id`: its full blocks stay in the prefix cache, its other pages
     /// stay mapped in its slot for the next request (deferred reclamation).
     pub fn free(&mut self, id: ReqId) -> Result<(), Error> {
+        self.usable()?;
         let r = self.req(id)?;
         let len = r.len;
         let upto = len.min(r.prompt_len);
@@ -988,6 +1061,7 @@ impl<B: Backend> KvCache<B> {
     /// Fork request `id` (parallel sampling): the child shares every page, the partial
     /// last one included; whichever appends first copies it.
     pub fn fork(&mut self, id: ReqId) -> Result<ReqId, Error> {
+        self.usable()?;
         let pslot = self.live_slot(id)?;
         let (len, tokens, hashes) = {
             let r = &self.requests[&id];
@@ -1009,8 +1083,16 @@ impl<B: Backend> KvCache<B> {
             r
         };
         self.check_map_budget(prun)?;
-        for j in 0..n {
-            let g = self.slots[pslot as usize].pages[j].ok_or(Error::OutOfBounds)?;
+        let pairs = (0..n)
+            .map(|j| {
+                self.slots[pslot as usize].pages[j]
+                    .map(|g| (j, g))
+                    .ok_or(Error::OutOfBounds)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Map first: a backend failure leaves the bookkeeping as it was.
+        self.map_pairs(slot, &pairs)?;
+        for &(j, g) in &pairs {
             if let GState::Live { refs } = self.groups[g as usize].state {
                 self.groups[g as usize].state = GState::Live { refs: refs + 1 };
             }
@@ -1021,7 +1103,6 @@ impl<B: Backend> KvCache<B> {
             }
             self.set_pos(slot, j, Some(g));
         }
-        self.map_range(slot, 0, n)?;
         let child = self.next_id;
         self.next_id += 1;
         self.free_slots.remove(&slot);
@@ -1042,6 +1123,7 @@ impl<B: Backend> KvCache<B> {
     /// Swap request `id` out page by page into `sink`, then release its slot. If the
     /// sink fails, nothing changes.
     pub fn swap_out(&mut self, id: ReqId, sink: &mut dyn SwapSink) -> Result<(), Error> {
+        self.usable()?;
         let slot = self.live_slot(id)?;
         let len = self.requests[&id].len;
         let mut buf = vec![0u8; self.geo.page_size];
@@ -1065,6 +1147,7 @@ impl<B: Backend> KvCache<B> {
     /// Swap request `id` back in from `source` into a free slot (all pages private).
     /// If the source fails, nothing changes.
     pub fn swap_in(&mut self, id: ReqId, source: &mut dyn SwapSource) -> Result<usize, Error> {
+        self.usable()?;
         let r = self.req(id)?;
         if r.state != ReqState::Swapped {
             return Err(Error::WrongState {
@@ -1118,6 +1201,11 @@ impl<B: Backend> KvCache<B> {
         if let Err(e) = fill(self, &taken) {
             return Err(self.roll_back(taken, e));
         }
+        let mut sorted = taken.clone();
+        sorted.sort_unstable();
+        if let Err(e) = self.map_pairs(slot, &sorted) {
+            return Err(self.roll_back(taken, e));
+        }
         for &j in &reuse {
             let g = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
             self.groups[g as usize].state = GState::Live { refs: 1 };
@@ -1130,7 +1218,6 @@ impl<B: Backend> KvCache<B> {
             self.live_groups += 1;
             self.set_pos(slot, j, Some(g));
         }
-        self.map_taken(slot, &taken)?;
         self.free_slots.remove(&slot);
         self.slots[slot as usize].owner = Some(id);
         let r = self
@@ -1149,6 +1236,7 @@ impl<B: Backend> KvCache<B> {
     /// length, so the next appends find them mapped. Uses free pages only (never
     /// evicts). Returns the pages mapped.
     pub fn prefetch(&mut self, lookahead: usize) -> Result<usize, Error> {
+        self.usable()?;
         let mut todo = Vec::new();
         for r in self.requests.values() {
             if let ReqState::Live { slot } = r.state {
@@ -1174,11 +1262,15 @@ impl<B: Backend> KvCache<B> {
                 .and_then(|p| self.slots[slot as usize].pages[p])
                 .map(|g| g + 1);
             let g = self.take_group(pref, slot)?;
+            if let Err(e) = self.map_pairs(slot, &[(j, g)]) {
+                self.give_back(g);
+                self.counters.prefetched_pages += mapped as u64;
+                return Err(e);
+            }
             self.groups[g as usize].state = GState::Spare { slot };
             self.slots[slot as usize].spare += 1;
             self.spare_groups += 1;
             self.set_pos(slot, j, Some(g));
-            self.map_range(slot, j, 1)?;
             mapped += 1;
         }
         self.counters.prefetched_pages += mapped as u64;
@@ -1188,6 +1280,7 @@ impl<B: Backend> KvCache<B> {
     /// Below the low watermark of free groups, evict cached prefix pages (LRU) and
     /// spare pages of free slots until the high watermark. Returns groups freed.
     pub fn reclaim(&mut self) -> Result<usize, Error> {
+        self.usable()?;
         if self.free.len() >= self.cfg.low_watermark {
             return Ok(0);
         }
@@ -1216,6 +1309,7 @@ impl<B: Backend> KvCache<B> {
     /// Give the memory of every free group back to the OS (punch hole); such pages
     /// come back zero-filled when next used. Returns groups released now.
     pub fn trim(&mut self) -> Result<usize, Error> {
+        self.usable()?;
         let todo: Vec<u32> = self
             .free
             .iter()
@@ -1231,12 +1325,13 @@ impl<B: Backend> KvCache<B> {
             for t in 0..self.geo.tensors {
                 self.backend.release(self.geo.phys(t, todo[i]), n)?;
             }
+            // Free pages: a failure part-way leaves them free, released or not.
+            for &g in &todo[i..i + n] {
+                self.groups[g as usize].released = true;
+            }
+            self.counters.released_pages += n as u64;
             i += n;
         }
-        for &g in &todo {
-            self.groups[g as usize].released = true;
-        }
-        self.counters.released_pages += todo.len() as u64;
         Ok(todo.len())
     }
 
@@ -1271,6 +1366,7 @@ impl<B: Backend> KvCache<B> {
         pos: usize,
         data: &[u8],
     ) -> Result<(), Error> {
+        self.usable()?;
         let (slot, off) = self.token_off(id, layer, v, pos)?;
         if data.len() != self.geo.kv_bytes {
             return Err(Error::OutOfBounds);
@@ -1296,6 +1392,7 @@ impl<B: Backend> KvCache<B> {
         pos: usize,
         out: &mut [u8],
     ) -> Result<(), Error> {
+        self.usable()?;
         let (_, off) = self.token_off(id, layer, v, pos)?;
         if out.len() != self.geo.kv_bytes {
             return Err(Error::OutOfBounds);
@@ -1307,6 +1404,7 @@ impl<B: Backend> KvCache<B> {
 
     /// FlashInfer-style page table of `ids`, in that order.
     pub fn page_table(&self, ids: &[ReqId]) -> Result<PageTable, Error> {
+        self.usable()?;
         let tpp = self.geo.tokens_per_page;
         let mut pt = PageTable {
             indptr: vec![0],
@@ -1330,6 +1428,7 @@ impl<B: Backend> KvCache<B> {
 
     /// vLLM-style block table of `ids`, `pages_per_slot` wide.
     pub fn block_table(&self, ids: &[ReqId]) -> Result<BlockTable, Error> {
+        self.usable()?;
         let width = self.geo.pages_per_slot;
         let mut data = vec![-1; width * ids.len()];
         for (i, &id) in ids.iter().enumerate() {
@@ -1410,6 +1509,16 @@ impl<B: Backend> KvCache<B> {
             }
             let mut spare = 0;
             for (j, p) in slot.pages.iter().enumerate() {
+                // What is really mapped there, when the backend can tell.
+                for t in 0..self.geo.tensors {
+                    if let Some(real) = self.backend.mapped_at(self.geo.page_off(t, s, j)) {
+                        assert_eq!(
+                            real,
+                            p.map(|g| self.geo.phys(t, g)),
+                            "slot {s} position {j} tensor {t}: mapped pool page differs from the bookkeeping"
+                        );
+                    }
+                }
                 let Some(g) = *p else {
                     assert!(j >= live_pages, "live position {j} of slot {s} unmapped");
                     continue;

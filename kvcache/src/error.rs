@@ -14,6 +14,8 @@ pub enum BackendError {
     Driver { call: &'static str, code: u32 },
     /// A range outside what the backend owns, or misaligned.
     BadRange,
+    /// A read or write through the reservation touches a page nothing is mapped at.
+    NotMapped,
 }
 
 impl fmt::Display for BackendError {
@@ -23,6 +25,7 @@ impl fmt::Display for BackendError {
             Self::NoDriver => f.write_str("libcuda not found: no CUDA driver on this machine"),
             Self::Driver { call, code } => write!(f, "{call} failed: CUresult {code}"),
             Self::BadRange => f.write_str("range outside the backend's reservation or misaligned"),
+            Self::NotMapped => f.write_str("no page is mapped in that part of the reservation"),
         }
     }
 }
@@ -55,8 +58,13 @@ pub enum Error {
     Swap(String),
     /// A trace line could not be parsed (1-based line number, what was wrong).
     Trace { line: usize, what: &'static str },
-    /// The backend failed.
+    /// The backend failed. The operation that saw it changed nothing: the pages it
+    /// had mapped were put back as they were.
     Backend(BackendError),
+    /// A backend call failed and so did putting the mappings back: the virtual
+    /// tensors no longer match the bookkeeping, and every later call refuses with
+    /// this error (what failed first, as text). Drop the cache.
+    Poisoned(String),
 }
 
 impl fmt::Display for Error {
@@ -86,6 +94,10 @@ impl fmt::Display for Error {
             Self::Swap(why) => write!(f, "swap failed: {why}"),
             Self::Trace { line, what } => write!(f, "trace line {line}: {what}"),
             Self::Backend(e) => write!(f, "backend: {e}"),
+            Self::Poisoned(why) => write!(
+                f,
+                "cache unusable: a backend failure could not be undone ({why})"
+            ),
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct HostBackend {
     view: usize,
     /// Pages punched out of the file, to be re-allocated before use.
     released: Vec<bool>,
+    /// Pool page + 1 mapped at each page of the reservation (0: none), so reads and
+    /// writes through the reservation are checked and the cache can compare.
+    mapped: Vec<u32>,
 }
 
 fn last_os_error(call: &'static str) -> BackendError {
@@ -142,6 +145,7 @@ impl HostBackend {
             len: reserve_len,
             view,
             released: vec![false; pool_pages],
+            mapped: vec![0; reserve_len / page_size],
         })
     }
 
@@ -154,6 +158,16 @@ impl HostBackend {
         let end = off.checked_add(len).ok_or(BackendError::BadRange)?;
         if len == 0 || end > self.len || (aligned && (off % self.page_size != 0)) {
             return Err(BackendError::BadRange);
+        }
+        Ok(())
+    }
+
+    /// Every page touched by `[off, off+len)` (inside the reservation) is mapped.
+    fn check_mapped(&self, off: usize, len: usize) -> Result<(), BackendError> {
+        let first = off / self.page_size;
+        let last = (off + len - 1) / self.page_size;
+        if self.mapped[first..=last].contains(&0) {
+            return Err(BackendError::NotMapped);
         }
         Ok(())
     }
@@ -231,13 +245,20 @@ impl Backend for HostBackend {
             self.fd,
             phys * self.page_size,
             n * self.page_size,
-        )
-        .map(|_| ())
+        )?;
+        let v = off / self.page_size;
+        for (i, m) in self.mapped[v..v + n].iter_mut().enumerate() {
+            *m = (phys + i + 1) as u32;
+        }
+        Ok(())
     }
 
     fn unmap(&mut self, off: usize, n: usize) -> Result<(), BackendError> {
         self.check_virt(off, n * self.page_size, true)?;
-        sys::overlay_none(self.base + off, n * self.page_size)
+        sys::overlay_none(self.base + off, n * self.page_size)?;
+        let v = off / self.page_size;
+        self.mapped[v..v + n].fill(0);
+        Ok(())
     }
 
     fn release(&mut self, phys: usize, n: usize) -> Result<(), BackendError> {
@@ -287,18 +308,28 @@ impl Backend for HostBackend {
 
     fn read_virt(&self, off: usize, out: &mut [u8]) -> Result<(), BackendError> {
         self.check_virt(off, out.len(), false)?;
+        self.check_mapped(off, out.len())?;
         sys::read(self.base + off, out);
         Ok(())
     }
 
     fn write_virt(&mut self, off: usize, data: &[u8]) -> Result<(), BackendError> {
         self.check_virt(off, data.len(), false)?;
+        self.check_mapped(off, data.len())?;
         sys::write(self.base + off, data);
         Ok(())
     }
 
     fn pool_view(&self) -> Option<usize> {
         Some(self.view)
+    }
+
+    fn mapped_at(&self, off: usize) -> Option<Option<usize>> {
+        if off % self.page_size != 0 {
+            return None;
+        }
+        let m = *self.mapped.get(off / self.page_size)?;
+        Some((m != 0).then(|| m as usize - 1))
     }
 }
 

@@ -66,4 +66,12 @@ pub trait Backend: Send {
     /// Base address of a linear view of the whole pool, when the CPU can read it
     /// (host: a second mapping of the memfd). Layout: page `p` at `p * page_size`.
     fn pool_view(&self) -> Option<usize>;
+    /// The pool page mapped at reservation offset `off` (page-aligned): `Some(None)`
+    /// when nothing is, `None` when the backend does not keep track. Lets
+    /// [`KvCache::check_invariants`](crate::KvCache::check_invariants) compare the
+    /// real mappings with the bookkeeping.
+    fn mapped_at(&self, off: usize) -> Option<Option<usize>> {
+        let _ = off;
+        None
+    }
 }
