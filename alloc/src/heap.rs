@@ -1055,28 +1055,42 @@ fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
             return;
         }
         (*t).frees += 1;
-        let (mut addr, mut off, mut c) = (addr, off, c);
         let q = gl.cfg.quarantine;
         if q > 0 {
-            let n = (*t).qlen;
             let size = gl.geom[c].slot as usize;
-            if n < q && (*t).qbytes + size <= QUARANTINE_BYTES {
-                (*t).quarantine[n] = addr;
-                (*t).qlen = n + 1;
-                (*t).qbytes += size;
-                return;
-            }
-            if n > 0 {
-                // Full (by count or bytes): the new slot takes a random entry's
-                // place and that one moves on to the cache.
+            // Make room under both caps (count and bytes): random entries move on
+            // to the cache. Replacing one entry is not enough: a big slot taking a
+            // small one's place would let the bytes grow past the cap.
+            while (*t).qlen > 0 && ((*t).qlen >= q || (*t).qbytes + size > QUARANTINE_BYTES) {
+                let n = (*t).qlen;
                 let i = below(next_rand(t), n);
-                core::mem::swap(&mut (*t).quarantine[i], &mut addr);
-                (c, off) = split_off(gl, addr - gl.base);
-                (*t).qbytes = (*t).qbytes + size - gl.geom[c].slot as usize;
+                let out = (*t).quarantine[i];
+                (*t).quarantine[i] = (*t).quarantine[n - 1];
+                (*t).qlen = n - 1;
+                let (oc, ooff) = split_off(gl, out - gl.base);
+                (*t).qbytes -= gl.geom[oc].slot as usize;
+                cache_push(t, oc, ooff);
             }
+            let n = (*t).qlen;
+            (*t).quarantine[n] = addr;
+            (*t).qlen = n + 1;
+            (*t).qbytes += size;
+            return;
         }
-        let n = (*t).count[c] as usize;
-        if n >= cap_of(c) {
+        cache_push(t, c, off);
+    }
+}
+
+/// Put freed slot `off` of class `c` into this thread's cache, flushing half of
+/// it first when full.
+///
+/// # Safety
+/// `t` is this thread's active cache, with no reference to it held.
+#[inline]
+unsafe fn cache_push(t: *mut ThreadCache, c: usize, off: u32) {
+    // SAFETY: the caller guarantees `t`.
+    unsafe {
+        if (*t).count[c] as usize >= cap_of(c) {
             flush(t, c);
         }
         let n = (*t).count[c] as usize;

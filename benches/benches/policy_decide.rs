@@ -8,6 +8,11 @@
 //!   shipped `LearnedConfig::default()`; `learned_migration`: the same with
 //!   admission off (migration agent only). Their online training (label
 //!   resolution and value updates) runs inside `access`, so it is in the time.
+//! - `learned_frozen`: `learned` trained over the same warm-up replay, then with
+//!   training off (`Learned::set_training(false)`): the same decisions from the
+//!   learned values without the training work. `learned` minus `learned_frozen`
+//!   is the training cost per access; times 1M accesses/s it is the share of one
+//!   core training takes at that rate (issue 4: at most 5 %).
 //!
 //! Workload: `workload::zipf` over 100,000 objects, 2^20 requests, seed 42;
 //! fast tier of 5,000 objects (5 % of the objects). Each policy first replays the
@@ -31,6 +36,18 @@ const SEED: u64 = 42;
 const ALPHAS: [f64; 2] = [0.99, 0.8];
 /// Seed of the learned agents' sampling (any fixed value: deterministic runs).
 const AGENT_SEED: u64 = 7;
+
+/// The learned agents trained over `trace`, then with training switched off.
+fn warmed_frozen(trace: &[Request]) -> Learned {
+    let mut l = Learned::with_config(CAPACITY, AGENT_SEED, LearnedConfig::default());
+    let mut evicted = Vec::new();
+    for req in trace {
+        l.access(req, &mut evicted);
+        evicted.clear();
+    }
+    l.set_training(false);
+    l
+}
 
 fn policies() -> Vec<(&'static str, Box<dyn Policy>)> {
     let build = |k: PolicyKind| k.build(CAPACITY).expect("policy");
@@ -77,6 +94,18 @@ fn bench_access(c: &mut Criterion) {
             });
             policy.check_invariants();
         }
+        let mut frozen = warmed_frozen(&trace);
+        let mut evicted: Vec<ObjectId> = Vec::with_capacity(64);
+        let mut next = 0usize;
+        g.bench_function(BenchmarkId::new("learned_frozen", &param), |b| {
+            b.iter(|| {
+                let out = frozen.access(black_box(&trace[next]), &mut evicted);
+                evicted.clear();
+                next = (next + 1) % REQUESTS;
+                out
+            })
+        });
+        frozen.check_invariants();
     }
     g.finish();
 }

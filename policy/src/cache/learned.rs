@@ -128,6 +128,8 @@ pub struct Learned {
     /// The unresolved pending record per id: (time, state).
     open: IdMap<(u64, u16)>,
     rng: Rng,
+    /// Online training on (the default); see [`Learned::set_training`].
+    training: bool,
 }
 
 fn log_bucket(x: u64, cap: u64, max: usize) -> usize {
@@ -156,6 +158,7 @@ impl Learned {
             pending: VecDeque::new(),
             open: IdMap::default(),
             rng: Rng::new(seed),
+            training: true,
         }
     }
 
@@ -184,8 +187,19 @@ impl Learned {
         self.value[s] += (reward - self.value[s]) * step;
     }
 
+    /// Turn online training (label bookkeeping and value updates) on or off; off,
+    /// the agents decide with the values learned so far. For measuring what the
+    /// training costs; the agents train by default.
+    pub fn set_training(&mut self, on: bool) {
+        self.training = on;
+        if !on {
+            self.pending.clear();
+            self.open = IdMap::default();
+        }
+    }
+
     fn record(&mut self, id: ObjectId, state: u16) {
-        if self.pending.len() >= PENDING_CAP || self.open.contains_key(&id) {
+        if !self.training || self.pending.len() >= PENDING_CAP || self.open.contains_key(&id) {
             return;
         }
         self.pending.push_back(Pending {
@@ -272,11 +286,13 @@ impl Policy for Learned {
     }
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
         self.now += 1;
-        self.expire();
         self.prune_history();
-        if let Some((_, state)) = self.open.remove(&req.id) {
-            // Its queued record stays; `expire` skips it as no longer open.
-            self.learn(state, 1.0);
+        if self.training {
+            self.expire();
+            if let Some((_, state)) = self.open.remove(&req.id) {
+                // Its queued record stays; `expire` skips it as no longer open.
+                self.learn(state, 1.0);
+            }
         }
         let prev = self.hist.get(&req.id).copied();
         let h = match prev {
@@ -345,6 +361,32 @@ mod tests {
     use crate::sim::simulate;
     use crate::tier::CostModel;
     use crate::{PolicyKind, workload};
+
+    #[test]
+    fn training_off_freezes_the_values() {
+        let t = workload::zipf(2000, 0.8, 30_000, 5);
+        let mut l = Learned::new(100, 3);
+        let mut ev = Vec::new();
+        for r in &t[..20_000] {
+            l.access(r, &mut ev);
+        }
+        l.set_training(false);
+        let (value, obs) = (l.value.clone(), l.obs.clone());
+        for r in &t[20_000..] {
+            ev.clear();
+            l.access(r, &mut ev);
+            l.check_invariants();
+        }
+        assert_eq!(l.value, value);
+        assert_eq!(l.obs, obs);
+        assert!(l.pending.is_empty());
+        l.set_training(true);
+        for r in &t[..5_000] {
+            ev.clear();
+            l.access(r, &mut ev);
+        }
+        assert_ne!(l.obs, obs, "training resumes");
+    }
 
     #[test]
     fn deterministic_under_a_seed() {
