@@ -523,6 +523,19 @@ unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
     }
 }
 
+/// Decode the requested size from the canary's tail word (None if it cannot be a
+/// size: the word was overwritten). The fill bytes are not checked.
+///
+/// # Safety
+/// `[p, p+slot)` is a readable live slot.
+#[inline]
+unsafe fn tail_size(gl: &Globals, p: *mut u8, slot: usize) -> Option<usize> {
+    let tail = slot - TAIL;
+    // SAFETY: the caller guarantees the slot bounds.
+    let size = unsafe { ptr::read_unaligned(p.add(tail).cast::<u64>()) } ^ tail_key(gl, p as usize);
+    (size <= tail as u64).then_some(size as usize)
+}
+
 /// Decode and check the canary; returns the requested size.
 ///
 /// # Safety
@@ -531,11 +544,7 @@ unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
 unsafe fn read_canary(gl: &Globals, p: *mut u8, slot: usize) -> Option<usize> {
     let tail = slot - TAIL;
     // SAFETY: the caller guarantees the slot bounds.
-    let size = unsafe { ptr::read_unaligned(p.add(tail).cast::<u64>()) } ^ tail_key(gl, p as usize);
-    if size > tail as u64 {
-        return None;
-    }
-    let size = size as usize;
+    let size = unsafe { tail_size(gl, p, slot) }?;
     // SAFETY: `size <= tail`, inside the slot.
     if !unsafe { has_pattern(p.add(size), tail - size, gl.pattern) } {
         return None;
@@ -1137,8 +1146,19 @@ pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
         return 0;
     }
     if gl.cfg.canary {
+        let slot = gm.slot as usize;
+        // malloc_usable_size only decodes the size (programs such as redis call it
+        // on every allocation and free); free, and realloc before it rewrites the
+        // canary, check the fill bytes too.
         // SAFETY: the slot is committed and live.
-        match unsafe { read_canary(gl, p, gm.slot as usize) } {
+        let size = unsafe {
+            if op == Op::UsableSize {
+                tail_size(gl, p, slot)
+            } else {
+                read_canary(gl, p, slot)
+            }
+        };
+        match size {
             Some(n) => n,
             None => fatal(Fault::HeapOverflow, op, p as usize),
         }
