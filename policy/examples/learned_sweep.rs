@@ -1,7 +1,7 @@
 //! Hit ratio of the learned agents under a few hyper-parameter settings,
 //! next to ARC and S3-FIFO: how the one shipped configuration
 //! (`LearnedConfig::default`) was chosen. Run:
-//! `cargo run --release -p engram-policy --example learned_sweep -- TRACE...`
+//! `cargo run --release -p engram-policy --example learned_sweep -- [--only=NAME,...] TRACE...`
 
 use std::path::Path;
 
@@ -36,10 +36,36 @@ fn main() -> Result<(), engram_policy::Error> {
             },
         ),
         ("alpha=0.01", LearnedConfig { alpha: 0.01, ..d }),
+        (
+            "labels/1",
+            LearnedConfig {
+                label_every: 1,
+                ..d
+            },
+        ),
+        (
+            "labels/4",
+            LearnedConfig {
+                label_every: 4,
+                ..d
+            },
+        ),
     ];
+    // `--only NAME,...` runs just those configurations.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (only, paths): (Vec<&String>, Vec<&String>) =
+        args.iter().partition(|a| a.starts_with("--only="));
+    let only: Vec<&str> = only
+        .iter()
+        .flat_map(|a| a.trim_start_matches("--only=").split(','))
+        .collect();
+    let configs: Vec<_> = configs
+        .into_iter()
+        .filter(|(n, _)| only.is_empty() || only.contains(n))
+        .collect();
     let cost = CostModel::default();
-    for path in std::env::args().skip(1) {
-        let t = trace::read_path(Path::new(&path))?;
+    for path in paths {
+        let t = trace::read_path(Path::new(path))?;
         let (u, b) = unique_objects(&t.requests);
         for frac in [0.05, 0.1] {
             let cap = CacheSize::FractionObjects(frac).objects(u, b);
@@ -48,7 +74,7 @@ fn main() -> Result<(), engram_policy::Error> {
                 let r = simulate(k.build(cap)?.as_mut(), &t.requests, &cost, 0, false);
                 line += &format!("  {} {:.2}", k.name(), 100.0 * r.hit_ratio());
             }
-            for (name, cfg) in configs {
+            for &(name, cfg) in &configs {
                 let r = simulate(
                     &mut Learned::with_config(cap, 1, cfg),
                     &t.requests,

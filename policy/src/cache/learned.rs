@@ -32,10 +32,15 @@
 //! The value of a state is the probability that the object is requested
 //! again within `H = c` requests: a hit within the horizon is the access
 //! latency a fast-tier copy saves (miss minus hit cost), a miss beyond it
-//! is the promotion cost wasted. Every state the agents look at (each
-//! sampled candidate, each newcomer) is recorded with its time; the reward
-//! is observed online: 1 when the id is requested again before the horizon
-//! ends, 0 when the horizon passes first. The table is updated by a
+//! is the promotion cost wasted. One in `label_every` = 8 of the states the
+//! agents look at (sampled candidates, newcomers) is recorded with its time;
+//! the reward is observed online: 1 when the id is requested again before the
+//! horizon ends, 0 when the horizon passes first. Why one in 8: the label
+//! bookkeeping (a queue entry and a history update per label) was most of the
+//! training cost, 10-13 % of a core at 1M accesses/s when every state was
+//! recorded; one in 8 brings it to 2-4 % while the 550-state table still gets
+//! thousands of labels a second (policy/README.md has the sweep). An id's open
+//! label lives in its history entry, so resolving it costs no extra lookup. The table is updated by a
 //! running mean that turns into a constant step,
 //! `v += (r - v) * max(1/n, alpha)` with alpha = 0.001 (a one-step,
 //! gamma = 0 tabular learner, i.e. a contextual bandit). Why gamma = 0: the
@@ -51,8 +56,8 @@
 //!
 //! # Cost
 //! State: 550 x (f32 + u32) = 4.3 KiB of model, plus the history (one entry
-//! per id seen in the last `8c` requests) and at most `PENDING_CAP`
-//! pending labels. Each decision is K table lookups.
+//! per id seen in the last `8c` requests, or with an open label) and at most
+//! `PENDING_CAP` pending labels. Each decision is K table lookups.
 
 use std::collections::VecDeque;
 
@@ -81,6 +86,9 @@ pub struct LearnedConfig {
     /// Whether the placement agent may leave a missed object in the
     /// backing tier (false = always admit, migration agent only).
     pub admission: bool,
+    /// Keep one in this many observations as a training label (1: all). The
+    /// labels' bookkeeping is most of the training cost.
+    pub label_every: u32,
 }
 
 impl Default for LearnedConfig {
@@ -91,6 +99,7 @@ impl Default for LearnedConfig {
             alpha: 0.001,
             min_obs: 32,
             admission: true,
+            label_every: 8,
         }
     }
 }
@@ -100,6 +109,22 @@ struct Hist {
     last: u64,
     gap: u64,
     count: u32,
+    /// State of this id's open training label (meaningful when `label > 0`).
+    lstate: u16,
+    /// Time its open label was recorded, 0: none. Kept here so that resolving a
+    /// label costs no lookup beyond the history one every access does anyway.
+    label: u64,
+}
+
+impl Hist {
+    /// The history assumed for an id that has none (a resident seen long ago).
+    const UNSEEN: Hist = Hist {
+        last: 0,
+        gap: 0,
+        count: 1,
+        lstate: 0,
+        label: 0,
+    };
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,8 +150,6 @@ pub struct Learned {
     value: Vec<f32>,
     obs: Vec<u32>,
     pending: VecDeque<Pending>,
-    /// The unresolved pending record per id: (time, state).
-    open: IdMap<(u64, u16)>,
     rng: Rng,
     /// Online training on (the default); see [`Learned::set_training`].
     training: bool,
@@ -156,7 +179,6 @@ impl Learned {
             value: vec![0.5; STATES],
             obs: vec![0; STATES],
             pending: VecDeque::new(),
-            open: IdMap::default(),
             rng: Rng::new(seed),
             training: true,
         }
@@ -194,20 +216,31 @@ impl Learned {
         self.training = on;
         if !on {
             self.pending.clear();
-            self.open = IdMap::default();
+            for h in self.hist.values_mut() {
+                h.label = 0;
+            }
         }
     }
 
     fn record(&mut self, id: ObjectId, state: u16) {
-        if !self.training || self.pending.len() >= PENDING_CAP || self.open.contains_key(&id) {
+        if !self.training
+            || (self.cfg.label_every > 1 && self.rng.below(u64::from(self.cfg.label_every)) != 0)
+            || self.pending.len() >= PENDING_CAP
+        {
             return;
         }
+        let now = self.now;
+        let h = self.hist.entry(id).or_insert(Hist::UNSEEN);
+        if h.label != 0 {
+            return;
+        }
+        h.label = now;
+        h.lstate = state;
         self.pending.push_back(Pending {
             id,
             state,
-            time: self.now,
+            time: now,
         });
-        self.open.insert(id, (self.now, state));
     }
 
     /// Resolve labels: horizons that ended are negatives.
@@ -218,9 +251,11 @@ impl Learned {
                 break;
             }
             self.pending.pop_front();
-            if self.open.get(&p.id).is_some_and(|o| o.0 == p.time) {
-                self.open.remove(&p.id);
-                self.learn(p.state, 0.0);
+            if let Some(h) = self.hist.get_mut(&p.id) {
+                if h.label == p.time {
+                    h.label = 0;
+                    self.learn(p.state, 0.0);
+                }
             }
         }
     }
@@ -229,7 +264,8 @@ impl Learned {
         let window = 8 * self.cap as u64;
         if self.now % window == 0 {
             let now = self.now;
-            self.hist.retain(|_, h| now - h.last < window);
+            self.hist
+                .retain(|_, h| now - h.last < window || h.label != 0);
         }
     }
 
@@ -241,11 +277,7 @@ impl Learned {
         for _ in 0..self.cfg.samples.max(1).min(self.residents.len()) {
             let i = self.rng.below(self.residents.len() as u64) as usize;
             let id = self.residents[i];
-            let h = self.hist.get(&id).copied().unwrap_or(Hist {
-                last: 0,
-                gap: 0,
-                count: 1,
-            });
+            let h = self.hist.get(&id).copied().unwrap_or(Hist::UNSEEN);
             let s = self.state(&h);
             self.record(id, s);
             let v = self.value[s as usize];
@@ -289,22 +321,29 @@ impl Policy for Learned {
         self.prune_history();
         if self.training {
             self.expire();
-            if let Some((_, state)) = self.open.remove(&req.id) {
-                // Its queued record stays; `expire` skips it as no longer open.
-                self.learn(state, 1.0);
-            }
         }
         let prev = self.hist.get(&req.id).copied();
+        if let Some(p) = prev {
+            if p.label != 0 && self.training {
+                // Requested again within the horizon. Its queued record stays;
+                // `expire` skips it as no longer open.
+                self.learn(p.lstate, 1.0);
+            }
+        }
         let h = match prev {
             Some(p) => Hist {
                 last: self.now,
                 gap: self.now - p.last,
                 count: p.count.saturating_add(1),
+                lstate: 0,
+                label: 0,
             },
             None => Hist {
                 last: self.now,
                 gap: 0,
                 count: 1,
+                lstate: 0,
+                label: 0,
             },
         };
         self.hist.insert(req.id, h);
