@@ -2,8 +2,9 @@
 //! checked against a reference model as it runs.
 //!
 //! The fuzz target `fuzz/fuzz_targets/kvcache_requests.rs` and the seed replay
-//! test (`tests/tests/fuzz_seeds.rs`) feed bytes to [`run`]. Each call builds a
-//! small host-backend cache ([`config`]: 2 layers, 16 tokens per 4 KiB page,
+//! test (`tests/tests/fuzz_seeds.rs`) feed bytes to [`run`]. Each call runs the
+//! ops twice, on a per-tensor and on a token-major cache, each a small host-backend
+//! cache ([`config`]: 2 layers, 16 tokens per page (4 KiB per tensor),
 //! 4 batch slots, 128-token contexts, a pool of 24 page groups, so slots and
 //! pages run out quickly) and performs at most [`MAX_OPS`] operations on it.
 //!
@@ -41,7 +42,7 @@
 use std::collections::BTreeMap;
 
 use engram_kvcache::backend::host::HostBackend;
-use engram_kvcache::{Config, Error, KvCache, MemSwap, RequestState, host_cache};
+use engram_kvcache::{Config, Error, KvCache, Layout, MemSwap, RequestState, host_cache};
 
 /// Most operations performed per input; the rest is ignored.
 pub const MAX_OPS: usize = 256;
@@ -53,8 +54,13 @@ const MAX_CTX: usize = 128;
 const TOKEN_BYTES: usize = 2 * 32 * 4; // kv_heads * head_dim * f32 = 256 B: 16 tokens per page
 const TOKENS_PER_PAGE: usize = 4096 / TOKEN_BYTES;
 
-/// The cache every input runs on.
-pub fn config() -> Config {
+/// The cache every input runs on, in `layout`: both hold 16 tokens per page and 24
+/// page groups (a token-major page carries both layers' K and V: 16 KiB).
+pub fn config(layout: Layout) -> Config {
+    let page_size = match layout {
+        Layout::PerTensor => 4096,
+        Layout::TokenMajor => 4096 * 2 * LAYERS,
+    };
     Config {
         layers: LAYERS,
         kv_heads: 2,
@@ -62,12 +68,12 @@ pub fn config() -> Config {
         elem_bytes: 4,
         max_batch: 4,
         max_ctx: MAX_CTX,
-        page_size: 4096,
+        page_size,
         pool_bytes: 24 * 4096 * 2 * LAYERS,
         low_watermark: 3,
         high_watermark: 6,
         try_huge: false,
-        layout: engram_kvcache::Layout::PerTensor,
+        layout,
     }
 }
 
@@ -84,9 +90,15 @@ pub fn op_kinds(data: &[u8]) -> Vec<usize> {
     out
 }
 
-/// Perform the ops in `data`; panics if the cache breaks a rule.
+/// Perform the ops in `data` on a per-tensor cache, then on a token-major one;
+/// panics if either breaks a rule.
 pub fn run(data: &[u8]) {
-    let mut c = host_cache(config()).expect("building the fuzz cache");
+    run_on(data, Layout::PerTensor);
+    run_on(data, Layout::TokenMajor);
+}
+
+fn run_on(data: &[u8], layout: Layout) {
+    let mut c = host_cache(config(layout)).expect("building the fuzz cache");
     let mut m = Model::default();
     let mut swap = MemSwap::default();
     let mut r = Reader { data };
