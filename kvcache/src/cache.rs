@@ -152,7 +152,14 @@ pub trait SwapSink {
 /// Where swapped-out pages come back from.
 pub trait SwapSource {
     /// Fill `out` with what `put` stored for the same key; an unknown key is an error.
+    /// The page must stay readable until [`done`](Self::done): a swap-in that fails
+    /// part-way reads it again on the next try.
     fn get(&mut self, id: ReqId, page: usize, tensor: usize, out: &mut [u8]) -> Result<(), String>;
+    /// Request `id` is swapped back in: what was stored for it may be dropped
+    /// (pages it mapped shared from the prefix cache were never read).
+    fn done(&mut self, id: ReqId) {
+        let _ = id;
+    }
 }
 
 /// A swap store in DRAM, for tests and the CLI.
@@ -184,13 +191,17 @@ impl SwapSource for MemSwap {
     fn get(&mut self, id: ReqId, page: usize, tensor: usize, out: &mut [u8]) -> Result<(), String> {
         let p = self
             .pages
-            .remove(&(id, page, tensor))
+            .get(&(id, page, tensor))
             .ok_or_else(|| format!("page {page} of tensor {tensor} of request {id} missing"))?;
         if p.len() != out.len() {
             return Err("stored page has the wrong size".into());
         }
-        out.copy_from_slice(&p);
+        out.copy_from_slice(p);
         Ok(())
+    }
+
+    fn done(&mut self, id: ReqId) {
+        self.pages.retain(|k, _| k.0 != id);
     }
 }
 
@@ -1144,8 +1155,11 @@ impl<B: Backend> KvCache<B> {
         Ok(())
     }
 
-    /// Swap request `id` back in from `source` into a free slot (all pages private).
-    /// If the source fails, nothing changes.
+    /// Swap request `id` back in from `source` into a free slot. Its leading blocks
+    /// still in the prefix cache (its own published prompt blocks, unless evicted
+    /// meanwhile) are mapped shared; the rest is copied back into private pages.
+    /// If the source or the backend fails, nothing changes (and the source keeps the
+    /// pages: [`SwapSource::done`] is called only on success).
     pub fn swap_in(&mut self, id: ReqId, source: &mut dyn SwapSource) -> Result<usize, Error> {
         self.usable()?;
         let r = self.req(id)?;
@@ -1156,18 +1170,52 @@ impl<B: Backend> KvCache<B> {
             });
         }
         let n = self.geo.pages_for(r.len);
-        let slot = self.pick_slot(n)?;
-        let reuse: Vec<usize> = (0..n)
+        // Leading blocks still in the prefix cache (its published prompt blocks, kept
+        // there at swap-out unless evicted since) are mapped shared, not copied.
+        let hits: Vec<u32> = r
+            .hashes
+            .iter()
+            .take(n)
+            .map_while(|h| self.prefix.get(h).copied())
+            .collect();
+        if hits.iter().any(|&g| {
+            !matches!(
+                self.groups[g as usize].state,
+                GState::Cached | GState::Live { .. }
+            )
+        }) {
+            return Err(Error::Config(
+                "internal: hashed page neither live nor cached",
+            ));
+        }
+        let k = hits.len();
+        let slot = self.pick_slot(n - k)?;
+        // Pin the cached hits: out of the LRU so taking groups cannot evict them.
+        let pinned: Vec<(u64, u32)> = hits
+            .iter()
+            .filter(|&&g| self.groups[g as usize].state == GState::Cached)
+            .map(|&g| (self.groups[g as usize].tick, g))
+            .collect();
+        for &(tick, _) in &pinned {
+            self.lru.remove(&tick);
+        }
+        let unpin = |this: &mut Self| {
+            for &(tick, g) in &pinned {
+                this.lru.insert(tick, g);
+            }
+        };
+        let reuse: Vec<usize> = (k..n)
             .filter(|&j| self.slots[slot as usize].pages[j].is_some())
             .collect();
-        let needed = n - reuse.len();
+        let needed = n - k - reuse.len();
         let available = self.available(Some(slot));
         if needed > available {
+            unpin(self);
             return Err(Error::PoolExhausted { needed, available });
         }
         let mut taken: Vec<(usize, u32)> = Vec::new();
-        let mut prev = None;
-        for j in 0..n {
+        let mut prev = hits.last().copied();
+        for j in k..n {
             if let Some(g) = self.slots[slot as usize].pages[j] {
                 prev = Some(g);
                 continue;
@@ -1178,15 +1226,19 @@ impl<B: Backend> KvCache<B> {
                     prev = Some(g);
                 }
                 Err(e) => {
+                    unpin(self);
                     return Err(self.roll_back(taken, e));
                 }
             }
         }
-        let extra = count_runs(&taken);
+        let mut pairs: Vec<(usize, u32)> = hits.iter().copied().enumerate().collect();
+        pairs.extend(taken.iter().copied());
+        pairs.sort_unstable();
+        let extra = count_runs(&pairs);
         let mut fill = |this: &mut Self, taken: &[(usize, u32)]| -> Result<(), Error> {
             this.check_map_budget(extra)?;
             let mut buf = vec![0u8; this.geo.page_size];
-            for j in 0..n {
+            for j in k..n {
                 let g = match taken.iter().find(|(tj, _)| *tj == j) {
                     Some(&(_, g)) => g,
                     None => this.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?,
@@ -1199,12 +1251,32 @@ impl<B: Backend> KvCache<B> {
             Ok(())
         };
         if let Err(e) = fill(self, &taken) {
+            unpin(self);
             return Err(self.roll_back(taken, e));
         }
-        let mut sorted = taken.clone();
-        sorted.sort_unstable();
-        if let Err(e) = self.map_pairs(slot, &sorted) {
+        if let Err(e) = self.map_pairs(slot, &pairs) {
+            unpin(self);
             return Err(self.roll_back(taken, e));
+        }
+        // Commit: nothing can fail from here on.
+        for (j, &g) in hits.iter().enumerate() {
+            match self.groups[g as usize].state {
+                GState::Cached => {
+                    self.groups[g as usize].state = GState::Live { refs: 1 };
+                    self.live_groups += 1;
+                }
+                GState::Live { refs } => {
+                    self.groups[g as usize].state = GState::Live { refs: refs + 1 };
+                }
+                GState::Free | GState::Spare { .. } => {}
+            }
+            if let Some(old) = self.slots[slot as usize].pages[j] {
+                // The map above replaced this spare page in place.
+                self.slots[slot as usize].spare -= 1;
+                self.spare_groups -= 1;
+                self.give_back(old);
+            }
+            self.set_pos(slot, j, Some(g));
         }
         for &j in &reuse {
             let g = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
@@ -1220,13 +1292,16 @@ impl<B: Backend> KvCache<B> {
         }
         self.free_slots.remove(&slot);
         self.slots[slot as usize].owner = Some(id);
+        self.counters.swap_in_shared_pages += k as u64;
+        source.done(id);
         let r = self
             .requests
             .get_mut(&id)
             .ok_or(Error::UnknownRequest(id))?;
         r.state = ReqState::Live { slot };
-        // Block hashes are recomputed on the next publish; the pages are private now.
-        r.hashes.clear();
+        // The shared blocks keep their hashes; the rest is private now and is
+        // published again on the next publish.
+        r.hashes.truncate(k);
         Ok(slot as usize)
     }
 

@@ -62,6 +62,9 @@ pub struct Counters {
     pub pages_unmapped: u64,
     /// Copy-on-write copies of shared pages.
     pub cow_copies: u64,
+    /// Pages a swapped-in request mapped shared from the prefix cache instead of
+    /// copying them back from the swap source.
+    pub swap_in_shared_pages: u64,
     /// Prompt tokens looked up in the prefix cache, and those found.
     pub prefix_lookup_tokens: u64,
     /// Tokens served from the prefix cache.

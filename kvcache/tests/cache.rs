@@ -390,6 +390,69 @@ fn swap_out_and_in_keeps_data() {
 }
 
 #[test]
+fn swap_in_shares_the_prompt_blocks_still_cached() {
+    // A 96-token prompt (3 full blocks) plus 20 generated tokens: at swap-out the
+    // prompt blocks go to the prefix cache; swap-in maps them back shared.
+    let mut c = cache(12);
+    let prompt = toks(9, 96);
+    let a = c.admit(&prompt).unwrap();
+    c.append(a.id, &prompt).unwrap();
+    fill(&mut c, a.id, &prompt, 0);
+    let mut all = prompt.clone();
+    all.extend(toks(10, 20));
+    c.append(a.id, &all[96..]).unwrap();
+    fill(&mut c, a.id, &all, 96);
+    let mut swap = MemSwap::default();
+    c.swap_out(a.id, &mut swap).unwrap();
+    assert_eq!(
+        c.metrics().pages_cached,
+        3,
+        "prompt blocks kept in the prefix cache"
+    );
+    // A second request with the same prompt shares them meanwhile.
+    let b = c.admit(&prompt).unwrap();
+    assert_eq!(b.cached_tokens, 96);
+    c.swap_in(a.id, &mut swap).unwrap();
+    assert_eq!(c.metrics().counters.swap_in_shared_pages, 3);
+    assert_eq!(
+        c.metrics().pages_shared,
+        3,
+        "one copy of the prompt for both"
+    );
+    assert!(swap.is_empty(), "the source was told the swap-in is done");
+    verify(&c, a.id, &all);
+    // The shared blocks are read-only: the next append goes to the private page.
+    c.append(a.id, &[7]).unwrap();
+    all.push(7);
+    fill(&mut c, a.id, &all, 116);
+    verify(&c, a.id, &all);
+    c.check_invariants();
+    // Evicted meanwhile: everything comes back from the source.
+    let mut c = cache(12);
+    let a = c.admit(&prompt).unwrap();
+    c.append(a.id, &prompt).unwrap();
+    fill(&mut c, a.id, &prompt, 0);
+    c.swap_out(a.id, &mut swap).unwrap();
+    // 12 pages of other requests in a 12-page pool evict the 3 cached blocks.
+    let other = toks(11, 8 * 32);
+    let o1 = c.admit(&[]).unwrap();
+    c.append(o1.id, &other).unwrap();
+    let o2 = c.admit(&[]).unwrap();
+    c.append(o2.id, &other[..4 * 32]).unwrap();
+    c.free(o1.id).unwrap();
+    c.free(o2.id).unwrap();
+    assert_eq!(
+        c.metrics().pages_cached,
+        0,
+        "the prompt blocks were evicted"
+    );
+    c.swap_in(a.id, &mut swap).unwrap();
+    assert_eq!(c.metrics().counters.swap_in_shared_pages, 0);
+    verify(&c, a.id, &prompt);
+    c.check_invariants();
+}
+
+#[test]
 fn swap_in_from_a_failing_source_changes_nothing() {
     let mut c = cache(8);
     let a = c.admit(&[]).unwrap();
