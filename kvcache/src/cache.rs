@@ -675,6 +675,51 @@ impl<B: Backend> KvCache<B> {
         e
     }
 
+    /// Record group `g` (live or cached, its pages already mapped by the caller) at
+    /// position `j` of `slot`: one more reference (a cached group leaves the LRU),
+    /// and the spare page the map replaced there goes back to the free set.
+    fn attach_shared(&mut self, slot: u32, j: usize, g: u32) {
+        let grp = &mut self.groups[g as usize];
+        match grp.state {
+            GState::Cached => {
+                self.lru.remove(&grp.tick);
+                grp.state = GState::Live { refs: 1 };
+                self.live_groups += 1;
+            }
+            GState::Live { refs } => grp.state = GState::Live { refs: refs + 1 },
+            GState::Free | GState::Spare { .. } => {}
+        }
+        if let Some(old) = self.slots[slot as usize].pages[j] {
+            self.slots[slot as usize].spare -= 1;
+            self.spare_groups -= 1;
+            self.give_back(old);
+        }
+        self.set_pos(slot, j, Some(g));
+    }
+
+    /// Make the pages of an op live and private to `slot`: its spare pages at the
+    /// `reuse` positions, and the groups it `taken` (already mapped) at theirs.
+    fn commit_private(
+        &mut self,
+        slot: u32,
+        reuse: &[usize],
+        taken: &[(usize, u32)],
+    ) -> Result<(), Error> {
+        for &j in reuse {
+            let g = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
+            self.groups[g as usize].state = GState::Live { refs: 1 };
+            self.slots[slot as usize].spare -= 1;
+            self.spare_groups -= 1;
+            self.live_groups += 1;
+        }
+        for &(j, g) in taken {
+            self.groups[g as usize].state = GState::Live { refs: 1 };
+            self.live_groups += 1;
+            self.set_pos(slot, j, Some(g));
+        }
+        Ok(())
+    }
+
     fn check_map_budget(&self, extra_runs: usize) -> Result<(), Error> {
         if !self.backend.caps().merges_contiguous {
             return Ok(());
@@ -779,23 +824,7 @@ impl<B: Backend> KvCache<B> {
         // Map first: a backend failure leaves the bookkeeping as it was.
         self.map_pairs(slot, &pairs)?;
         for (j, &g) in hits.iter().enumerate() {
-            let grp = &mut self.groups[g as usize];
-            match grp.state {
-                GState::Cached => {
-                    self.lru.remove(&grp.tick);
-                    grp.state = GState::Live { refs: 1 };
-                    self.live_groups += 1;
-                }
-                GState::Live { refs } => grp.state = GState::Live { refs: refs + 1 },
-                GState::Free | GState::Spare { .. } => {}
-            }
-            if let Some(old) = self.slots[slot as usize].pages[j] {
-                // MAP_FIXED below replaces this spare page in place.
-                self.slots[slot as usize].spare -= 1;
-                self.spare_groups -= 1;
-                self.give_back(old);
-            }
-            self.set_pos(slot, j, Some(g));
+            self.attach_shared(slot, j, g);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -953,24 +982,12 @@ impl<B: Backend> KvCache<B> {
             return Err(self.roll_back(taken, e));
         }
         // Commit: nothing can fail from here on.
-        for &j in &reuse {
-            let g = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
-            self.groups[g as usize].state = GState::Live { refs: 1 };
-            self.slots[slot as usize].spare -= 1;
-            self.spare_groups -= 1;
-            self.live_groups += 1;
+        if let Some((_, old)) = cow {
+            // Its position is among `taken`: the copy replaces it there.
+            self.counters.cow_copies += 1;
+            self.drop_ref(old);
         }
-        for &(j, g) in &taken {
-            if let Some((cj, old)) = cow {
-                if cj == j {
-                    self.counters.cow_copies += 1;
-                    self.drop_ref(old);
-                }
-            }
-            self.groups[g as usize].state = GState::Live { refs: 1 };
-            self.live_groups += 1;
-            self.set_pos(slot, j, Some(g));
-        }
+        self.commit_private(slot, &reuse, &taken)?;
         if self.worker_attached && !fresh.is_empty() {
             self.counters.worker_stalls += 1;
         }
@@ -1104,15 +1121,7 @@ impl<B: Backend> KvCache<B> {
         // Map first: a backend failure leaves the bookkeeping as it was.
         self.map_pairs(slot, &pairs)?;
         for &(j, g) in &pairs {
-            if let GState::Live { refs } = self.groups[g as usize].state {
-                self.groups[g as usize].state = GState::Live { refs: refs + 1 };
-            }
-            if let Some(old) = self.slots[slot as usize].pages[j] {
-                self.slots[slot as usize].spare -= 1;
-                self.spare_groups -= 1;
-                self.give_back(old);
-            }
-            self.set_pos(slot, j, Some(g));
+            self.attach_shared(slot, j, g);
         }
         let child = self.next_id;
         self.next_id += 1;
@@ -1260,36 +1269,9 @@ impl<B: Backend> KvCache<B> {
         }
         // Commit: nothing can fail from here on.
         for (j, &g) in hits.iter().enumerate() {
-            match self.groups[g as usize].state {
-                GState::Cached => {
-                    self.groups[g as usize].state = GState::Live { refs: 1 };
-                    self.live_groups += 1;
-                }
-                GState::Live { refs } => {
-                    self.groups[g as usize].state = GState::Live { refs: refs + 1 };
-                }
-                GState::Free | GState::Spare { .. } => {}
-            }
-            if let Some(old) = self.slots[slot as usize].pages[j] {
-                // The map above replaced this spare page in place.
-                self.slots[slot as usize].spare -= 1;
-                self.spare_groups -= 1;
-                self.give_back(old);
-            }
-            self.set_pos(slot, j, Some(g));
+            self.attach_shared(slot, j, g);
         }
-        for &j in &reuse {
-            let g = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
-            self.groups[g as usize].state = GState::Live { refs: 1 };
-            self.slots[slot as usize].spare -= 1;
-            self.spare_groups -= 1;
-            self.live_groups += 1;
-        }
-        for &(j, g) in &taken {
-            self.groups[g as usize].state = GState::Live { refs: 1 };
-            self.live_groups += 1;
-            self.set_pos(slot, j, Some(g));
-        }
+        self.commit_private(slot, &reuse, &taken)?;
         self.free_slots.remove(&slot);
         self.slots[slot as usize].owner = Some(id);
         self.counters.swap_in_shared_pages += k as u64;

@@ -2,7 +2,9 @@
 
 use engram_kvcache::backend::Backend;
 use engram_kvcache::backend::host::HostBackend;
-use engram_kvcache::{Config, Error, KvCache, Layout, MemSwap, RequestState, host_cache};
+use engram_kvcache::{
+    Admission, Config, Error, KvCache, Layout, MemSwap, RequestState, host_cache,
+};
 
 fn cfg(groups: usize) -> Config {
     // 2 layers x (K,V) = 4 tensors; token = 2 heads * 16 * 4 B = 128 B; 4 KiB pages = 32 tokens.
@@ -65,6 +67,28 @@ fn verify(c: &KvCache<HostBackend>, id: u64, tokens: &[u32]) {
             }
         }
     }
+}
+
+/// Admit a request with `prompt` (none of it cached), append the prompt and write its KV.
+fn prefilled(c: &mut KvCache<HostBackend>, prompt: &[u32]) -> Admission {
+    let a = c.admit(prompt).unwrap();
+    c.append(a.id, prompt).unwrap();
+    fill(c, a.id, prompt, 0);
+    a
+}
+
+/// Kernel mappings of the memfd inside `c`'s reservation, and all of /proc/self/maps.
+fn memfd_vmas(c: &KvCache<HostBackend>) -> (usize, String) {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let (base, _) = c.backend().reservation();
+    let ours = maps
+        .lines()
+        .filter(|l| {
+            let start = usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap();
+            start >= base && start < base + c.geometry().reserve_bytes && l.contains("memfd")
+        })
+        .count();
+    (ours, maps)
 }
 
 #[test]
@@ -182,15 +206,7 @@ fn contiguous_pages_make_one_mapping_per_tensor() {
     }
     // 7 pages in one run: one VMA per tensor plus the PROT_NONE pieces around them.
     assert_eq!(c.metrics().mappings, 2 * 4 + 1);
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let (base, _) = c.backend().reservation();
-    let ours = maps
-        .lines()
-        .filter(|l| {
-            let start = usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap();
-            start >= base && start < base + c.geometry().reserve_bytes && l.contains("memfd")
-        })
-        .count();
+    let (ours, maps) = memfd_vmas(&c);
     assert_eq!(
         ours, 4,
         "the kernel merged each tensor's pages into one VMA:\n{maps}"
@@ -236,15 +252,7 @@ fn token_major_layout_is_one_mapping_and_keeps_layers_apart() {
     }
     // 7 pages in one run: one VMA for every layer's K and V.
     assert_eq!(c.metrics().mappings, 2 + 1);
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let (base, _) = c.backend().reservation();
-    let ours = maps
-        .lines()
-        .filter(|l| {
-            let start = usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap();
-            start >= base && start < base + c.geometry().reserve_bytes && l.contains("memfd")
-        })
-        .count();
+    let (ours, maps) = memfd_vmas(&c);
     assert_eq!(ours, 1, "one VMA for the whole request:\n{maps}");
     c.free(a.id).unwrap();
     c.check_invariants();
@@ -283,9 +291,7 @@ fn prefix_sharing_holds_one_copy_of_a_long_prompt() {
     config.pool_bytes = (128 + 100 * 2 + 8) * 4096 * 4;
     let mut c = host_cache(config).unwrap();
     let prompt = toks(9, 4096);
-    let first = c.admit(&prompt).unwrap();
-    c.append(first.id, &prompt).unwrap();
-    fill(&mut c, first.id, &prompt, 0);
+    let first = prefilled(&mut c, &prompt);
     assert_eq!(c.publish(first.id).unwrap(), 128);
     let mut ids = vec![first.id];
     for i in 1..100u32 {
@@ -395,9 +401,7 @@ fn swap_in_shares_the_prompt_blocks_still_cached() {
     // prompt blocks go to the prefix cache; swap-in maps them back shared.
     let mut c = cache(12);
     let prompt = toks(9, 96);
-    let a = c.admit(&prompt).unwrap();
-    c.append(a.id, &prompt).unwrap();
-    fill(&mut c, a.id, &prompt, 0);
+    let a = prefilled(&mut c, &prompt);
     let mut all = prompt.clone();
     all.extend(toks(10, 20));
     c.append(a.id, &all[96..]).unwrap();
@@ -429,9 +433,7 @@ fn swap_in_shares_the_prompt_blocks_still_cached() {
     c.check_invariants();
     // Evicted meanwhile: everything comes back from the source.
     let mut c = cache(12);
-    let a = c.admit(&prompt).unwrap();
-    c.append(a.id, &prompt).unwrap();
-    fill(&mut c, a.id, &prompt, 0);
+    let a = prefilled(&mut c, &prompt);
     c.swap_out(a.id, &mut swap).unwrap();
     // 12 pages of other requests in a 12-page pool evict the 3 cached blocks.
     let other = toks(11, 8 * 32);
@@ -612,9 +614,7 @@ fn mapping_worker_maps_ahead_of_decode() {
 fn a_prompt_ending_inside_a_cached_block_shares_it_and_copies_on_write() {
     let mut c = cache(16);
     let p = toks(8, 64);
-    let a = c.admit(&p).unwrap();
-    c.append(a.id, &p).unwrap();
-    fill(&mut c, a.id, &p, 0);
+    let a = prefilled(&mut c, &p);
     c.publish(a.id).unwrap();
     // Same first 40 tokens, then different ones.
     let mut q = p[..40].to_vec();

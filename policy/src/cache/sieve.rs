@@ -8,19 +8,26 @@ use super::list::{Handle, List};
 use super::{Outcome, Policy};
 use crate::types::{IdMap, ObjectId, Request};
 
-/// SIEVE. `hand` is the next object to examine (None = start at the tail).
+/// SIEVE.
+pub type Sieve = BitFifo<false>;
+
+/// A FIFO with one visited bit per object (the list tag), new objects entering at
+/// the head unvisited: SIEVE (`REINSERT = false`) and CLOCK (`true`, see
+/// [`Clock`](super::Clock)) differ only in what eviction does with a visited object.
+/// `hand` is the next object SIEVE examines (None = start at the tail); CLOCK's hand
+/// is always the tail, so it stays None.
 #[derive(Debug)]
-pub struct Sieve {
+pub struct BitFifo<const REINSERT: bool> {
     cap: usize,
     list: List,
     map: IdMap<Handle>,
     hand: Option<Handle>,
 }
 
-impl Sieve {
+impl<const REINSERT: bool> BitFifo<REINSERT> {
     /// Room for `cap` objects.
     pub fn new(cap: usize) -> Self {
-        Sieve {
+        BitFifo {
             cap: cap.max(1),
             list: List::default(),
             map: IdMap::default(),
@@ -29,26 +36,42 @@ impl Sieve {
     }
 
     fn evict(&mut self, evicted: &mut Vec<ObjectId>) {
-        let Some(mut o) = self.hand.or(self.list.back()) else {
-            return;
-        };
-        while self.list.tag(o) == 1 {
-            self.list.set_tag(o, 0);
-            o = match self.list.prev(o).or(self.list.back()) {
-                Some(p) => p,
-                None => break,
+        let victim = if REINSERT {
+            // CLOCK: a visited object loses its bit and moves to the head, which is
+            // the order a circular clock visits. Terminates: each step clears a bit.
+            loop {
+                let Some(t) = self.list.back() else {
+                    return;
+                };
+                if self.list.tag(t) == 0 {
+                    break self.list.remove(t);
+                }
+                self.list.set_tag(t, 0);
+                self.list.move_to_front(t);
+            }
+        } else {
+            // SIEVE: the hand walks towards the head clearing bits; survivors stay.
+            let Some(mut o) = self.hand.or(self.list.back()) else {
+                return;
             };
-        }
-        self.hand = self.list.prev(o);
-        let victim = self.list.remove(o);
+            while self.list.tag(o) == 1 {
+                self.list.set_tag(o, 0);
+                o = match self.list.prev(o).or(self.list.back()) {
+                    Some(p) => p,
+                    None => break,
+                };
+            }
+            self.hand = self.list.prev(o);
+            self.list.remove(o)
+        };
         self.map.remove(&victim);
         evicted.push(victim);
     }
 }
 
-impl Policy for Sieve {
+impl<const REINSERT: bool> Policy for BitFifo<REINSERT> {
     fn name(&self) -> &'static str {
-        "SIEVE"
+        if REINSERT { "CLOCK" } else { "SIEVE" }
     }
     fn capacity(&self) -> usize {
         self.cap
@@ -94,6 +117,7 @@ impl Policy for Sieve {
         assert_eq!(self.list.len(), self.map.len());
         assert!(self.map.len() <= self.cap);
         if let Some(h) = self.hand {
+            assert!(!REINSERT, "CLOCK's hand is the tail");
             assert!(
                 self.map.get(&self.list.id(h)) == Some(&h),
                 "hand points at a live node"
