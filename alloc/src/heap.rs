@@ -34,7 +34,7 @@ use crate::size_class::{
 };
 use crate::sync::{AtomicU8, AtomicU32, Ordering, SpinLock, clear_live, mark_live};
 // The heap is never built under loom; its counters use core atomics directly.
-use crate::{large, os};
+use crate::{large, os, tls};
 
 /// Bytes of the canary word at the end of every slot.
 const TAIL: usize = 8;
@@ -242,9 +242,22 @@ thread_local! {
     };
 }
 
+/// This thread's cache: one `fs:` load once the thread has been seen (see `tls`).
 #[inline]
 fn tc() -> *mut ThreadCache {
-    TC.with(|c| c.get())
+    let p = tls::get();
+    if !p.is_null() {
+        return p.cast();
+    }
+    tc_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn tc_slow() -> *mut ThreadCache {
+    let p = TC.with(|c| c.get());
+    tls::set(p.cast());
+    p
 }
 
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -1147,12 +1160,12 @@ pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
     }
     if gl.cfg.canary {
         let slot = gm.slot as usize;
-        // malloc_usable_size only decodes the size (programs such as redis call it
-        // on every allocation and free); free, and realloc before it rewrites the
-        // canary, check the fill bytes too.
+        // malloc_usable_size and realloc only decode the size (redis calls the
+        // first on every allocation and free; realloc checks the bytes it hands
+        // over in `resize_in_place`, and free checks all of them).
         // SAFETY: the slot is committed and live.
         let size = unsafe {
-            if op == Op::UsableSize {
+            if op == Op::UsableSize || op == Op::Realloc {
                 tail_size(gl, p, slot)
             } else {
                 read_canary(gl, p, slot)
@@ -1180,17 +1193,42 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
         return false;
     }
     if gl.cfg.canary {
+        // Only the bytes between the two sizes change hands, so only they are
+        // checked or filled: the rest of the slack keeps its pattern, checked at
+        // free, and the tail word is rewritten. Touching the whole slack instead made
+        // a buffer grown a few bytes at a time cost O(slot) per realloc.
+        let tail = gl.geom[c].slot as usize - TAIL;
         // SAFETY: `p` is a live slot of class `c` (validated by the caller through
-        // usable_size); the canary write stays inside it.
+        // usable_size) and `old, new <= tail`: every access stays inside it.
         unsafe {
             if new > old {
-                // The old slack held the pattern; the grown part reads as zero.
+                // The grown bytes held the pattern since malloc: an overflow into
+                // them is caught here, before they become the block's own.
+                if !bytes_are(p.add(old), new - old, gl.pattern) {
+                    fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
+                }
                 ptr::write_bytes(p.add(old), 0, new - old);
+            } else {
+                ptr::write_bytes(p.add(new), gl.pattern, old - new);
             }
-            write_canary(gl, p, new, gl.geom[c].slot as usize);
+            ptr::write_unaligned(
+                p.add(tail).cast::<u64>(),
+                tail_key(gl, p as usize) ^ new as u64,
+            );
         }
     }
     true
+}
+
+/// True if the `len` bytes at `p` all equal `b` (short ranges: no alignment needed).
+///
+/// # Safety
+/// `[p, p+len)` is readable.
+#[inline]
+unsafe fn bytes_are(p: *const u8, len: usize, b: u8) -> bool {
+    // SAFETY: the caller guarantees the range.
+    let s = unsafe { core::slice::from_raw_parts(p, len) };
+    s.iter().fold(0, |acc, &x| acc | (x ^ b)) == 0
 }
 
 /// Grow a large block by moving its pages (mremap) instead of copying them;

@@ -45,6 +45,8 @@ mod large;
 pub mod os;
 #[cfg(not(engram_loom))]
 mod size_class;
+#[cfg(not(engram_loom))]
+mod tls;
 
 pub mod central;
 pub mod sync;

@@ -387,6 +387,29 @@ static int heap_overflow_small(void) {
     return survived("one byte written past malloc(24)");
 }
 
+/* realloc growing in place hands the overflowed slack bytes to the block: it must
+ * check them first. */
+static int heap_overflow_realloc_grow(void) {
+    unsigned char *p = xmalloc(20);
+    memset(p, 1, 20);
+    announce(p);
+    ((unsigned char *)launder(p))[20] = 0x41;
+    p = realloc(p, 22);
+    free(p);
+    return survived("one byte written past malloc(20), then realloc to 22");
+}
+
+/* realloc shrinking in place leaves the rest of the slack to free's check. */
+static int heap_overflow_realloc_shrink(void) {
+    unsigned char *p = xmalloc(20);
+    memset(p, 1, 20);
+    announce(p);
+    ((unsigned char *)launder(p))[21] = 0x41;
+    p = realloc(p, 18);
+    free(p);
+    return survived("one byte written past malloc(20), then realloc to 18 and free");
+}
+
 static int heap_overflow_large(void) {
     size_t n = 200 * KIB + 3;
     unsigned char *p = xmalloc(n);
@@ -739,6 +762,8 @@ static const struct named_case cases[] = {
     {"write_after_free", write_after_free},
     {"heap_overflow_small", heap_overflow_small},
     {"heap_overflow_large", heap_overflow_large},
+    {"heap_overflow_realloc_grow", heap_overflow_realloc_grow},
+    {"heap_overflow_realloc_shrink", heap_overflow_realloc_shrink},
     {"free_sized_wrong_size", free_sized_wrong_size},
     {"free_aligned_sized_wrong_alignment", free_aligned_sized_wrong_alignment},
     {"malloc_zero_write", malloc_zero_write},

@@ -43,6 +43,8 @@ const ALL_CASES: &[&str] = &[
     "write_after_free",
     "heap_overflow_small",
     "heap_overflow_large",
+    "heap_overflow_realloc_grow",
+    "heap_overflow_realloc_shrink",
     "free_sized_wrong_size",
     "free_aligned_sized_wrong_alignment",
     "malloc_zero_write",
@@ -397,6 +399,28 @@ fn write_after_free_with_defaults() {
 fn heap_overflow_one_byte_past_small_block() {
     expect_fault(
         "heap_overflow_small",
+        "",
+        "heap overflow",
+        "free",
+        At::Within(32),
+    );
+}
+
+#[test]
+fn heap_overflow_caught_by_realloc_growing_in_place() {
+    expect_fault(
+        "heap_overflow_realloc_grow",
+        "",
+        "heap overflow",
+        "realloc",
+        At::Within(32),
+    );
+}
+
+#[test]
+fn heap_overflow_caught_at_free_after_realloc_shrinks_in_place() {
+    expect_fault(
+        "heap_overflow_realloc_shrink",
         "",
         "heap overflow",
         "free",

@@ -1,0 +1,68 @@
+//! One pointer of initial-exec TLS: the calling thread's cache, found without a call.
+//!
+//! Rust's `thread_local!` in a shared library compiles to the general-dynamic TLS
+//! model: every access calls `__tls_get_addr` (about 4 % of a malloc/free pair in
+//! `libengram_malloc.so`). An initial-exec variable is one `fs:`-relative load.
+//! Stable Rust has no `#[thread_local]` or `tls-model` switch, so on x86_64 Linux the
+//! variable is declared in assembly: 8 bytes of `.tbss`, reached through its
+//! `@GOTTPOFF` slot. The library then needs 8 bytes of static TLS, which glibc
+//! provides for preloaded libraries and, from its surplus, for dlopen'ed ones
+//! (mimalloc's shared library does the same with a larger block).
+//!
+//! The pointer starts null in every thread (`.tbss` is zero-filled) and is set once,
+//! from `thread_local!`, on the thread's first slow-path call; elsewhere [`get`]
+//! always returns null and callers fall back to `thread_local!`.
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+core::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 3",
+    ".globl engram_tc_ptr",
+    ".hidden engram_tc_ptr",
+    ".type engram_tc_ptr, @object",
+    ".size engram_tc_ptr, 8",
+    "engram_tc_ptr:",
+    ".zero 8",
+    ".popsection",
+);
+
+/// This thread's stored pointer, or null if none was stored yet.
+#[inline(always)]
+pub fn get() -> *mut u8 {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let p: *mut u8;
+        // SAFETY: the GOT slot holds the variable's offset from the thread pointer
+        // (the dynamic linker fills it at load time), and `fs:` addresses this
+        // thread's TLS; the 8 bytes are our own zero-initialised `.tbss` variable.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr [rip + engram_tc_ptr@GOTTPOFF]",
+                "mov {p}, qword ptr fs:[{p}]",
+                p = out(reg) p,
+                options(nostack, preserves_flags, readonly, pure),
+            );
+        }
+        p
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    core::ptr::null_mut()
+}
+
+/// Store `v` as this thread's pointer (a no-op where [`get`] is always null).
+#[inline]
+pub fn set(v: *mut u8) {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    // SAFETY: as in `get`: the write goes to this thread's own 8-byte variable.
+    unsafe {
+        core::arch::asm!(
+            "mov {t}, qword ptr [rip + engram_tc_ptr@GOTTPOFF]",
+            "mov qword ptr fs:[{t}], {v}",
+            t = out(reg) _,
+            v = in(reg) v,
+            options(nostack, preserves_flags),
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    let _ = v;
+}
