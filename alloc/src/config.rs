@@ -28,6 +28,9 @@ pub struct Config {
     pub decommit: usize,
     /// Bytes of freed large blocks kept mapped for reuse.
     pub large_cache: usize,
+    /// Blocks of 2 MiB and more start on a 2 MiB boundary and ask for transparent
+    /// huge pages (MADV_HUGEPAGE).
+    pub thp: bool,
     /// Print the report line at exit.
     pub stats: bool,
     /// Where the report goes: a file descriptor (2 = stderr).
@@ -45,6 +48,7 @@ impl Config {
         tcache: TCACHE_MAX,
         decommit: 2,
         large_cache: 64 << 20,
+        thp: true,
         stats: false,
         stats_fd: 2,
     };
@@ -67,6 +71,7 @@ impl Config {
                 b"tcache" => c.tcache = val.min(TCACHE_MAX as u64) as usize,
                 b"decommit" => c.decommit = val.min(1 << 20) as usize,
                 b"large_cache" => c.large_cache = val.min(1 << 40) as usize,
+                b"thp" => c.thp = val != 0,
                 b"stats" => c.stats = val != 0,
                 b"stats_fd" if val <= i32::MAX as u64 => {
                     c.stats = true;
@@ -124,13 +129,14 @@ mod tests {
     #[test]
     fn parses_every_key() {
         let c = Config::parse(
-            b"guard=0,quarantine=10,zero=0,canary=0,random=0,tcache=8,decommit=5,large_cache=2M,stats_fd=7",
+            b"guard=0,quarantine=10,zero=0,canary=0,random=0,tcache=8,decommit=5,large_cache=2M,thp=0,stats_fd=7",
         );
         assert!(!c.guard && !c.zero && !c.canary && !c.random);
         assert_eq!(c.quarantine, 10);
         assert_eq!(c.tcache, 8);
         assert_eq!(c.decommit, 5);
         assert_eq!(c.large_cache, 2 << 20);
+        assert!(!c.thp);
         assert!(c.stats);
         assert_eq!(c.stats_fd, 7);
     }

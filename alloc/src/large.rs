@@ -25,6 +25,8 @@ use crate::sync::SpinLock;
 /// Table capacity (power of two); a million live large blocks is 128 GiB or more.
 const TABLE_CAP: usize = 1 << 20;
 const CACHE_CAP: usize = 64;
+/// Blocks at least this big ask for transparent huge pages.
+const HUGE: usize = 2 << 20;
 const RECENT: usize = 256;
 /// Most mappings with a guard page at once: each guarded block costs two kernel
 /// mappings (block and guard never merge), so this keeps large blocks under 32k of
@@ -219,6 +221,10 @@ unsafe fn unmap_block(addr: usize, map: usize, guard: usize) {
 /// Map a new block of `map` RW bytes aligned to `align`, followed by `guard` bytes
 /// of guard.
 fn map_new(map: usize, align: usize, guard: usize) -> *mut u8 {
+    // Huge-page-sized blocks start on a huge-page boundary, so that all their
+    // whole 2 MiB extents can be backed by huge pages.
+    let huge = map >= HUGE && config().thp;
+    let align = if huge { align.max(HUGE) } else { align };
     let extra = if align > PAGE { align } else { 0 };
     let Some(len) = map.checked_add(guard).and_then(|l| l.checked_add(extra)) else {
         return ptr::null_mut();
@@ -243,6 +249,10 @@ fn map_new(map: usize, align: usize, guard: usize) -> *mut u8 {
             os::unmap(start as *mut u8, map + guard);
             return ptr::null_mut();
         }
+    }
+    if huge {
+        // SAFETY: `[start, start+map)` is the RW part of our fresh mapping.
+        unsafe { os::advise_huge(start as *mut u8, map) };
     }
     start as *mut u8
 }

@@ -181,3 +181,13 @@ pub const fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+/// Ask for transparent huge pages on `[p, p+len)` (a hint; errors are ignored).
+///
+/// # Safety
+/// The range lies inside a mapping this crate owns.
+pub unsafe fn advise_huge(p: *mut u8, len: usize) {
+    // SAFETY: the caller guarantees the range is ours; MADV_HUGEPAGE changes no
+    // contents.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) };
+}

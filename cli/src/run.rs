@@ -25,7 +25,7 @@ use crate::sys;
 const LIB_NAME: &str = "libengram_malloc.so";
 
 /// `ENGRAM_MALLOC` keys of docs/ALLOC_CONTRACT.md that a user may set.
-const KNOWN_KEYS: [&str; 9] = [
+const KNOWN_KEYS: [&str; 10] = [
     "guard",
     "quarantine",
     "zero",
@@ -34,6 +34,7 @@ const KNOWN_KEYS: [&str; 9] = [
     "tcache",
     "decommit",
     "large_cache",
+    "thp",
     "stats",
 ];
 
@@ -53,7 +54,7 @@ every process holding it (daemons the program leaves behind included) has exited
 )]
 pub struct RunArgs {
     /// Allocator options, `key=value,...` (guard, quarantine, zero, canary, random,
-    /// tcache, decommit, large_cache, stats); merged after $ENGRAM_MALLOC.
+    /// tcache, decommit, large_cache, thp, stats); merged after $ENGRAM_MALLOC.
     #[arg(long, value_name = "OPTIONS")]
     pub opts: Option<String>,
 
