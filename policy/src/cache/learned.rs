@@ -70,6 +70,10 @@ const AGE_B: usize = 10;
 const GAP_B: usize = 11;
 const STATES: usize = COUNT_B * AGE_B * GAP_B;
 const PENDING_CAP: usize = 1 << 16;
+/// Most candidates one demotion samples (`LearnedConfig::samples` is capped here).
+const MAX_SAMPLES: usize = 64;
+/// Mixed into the seed for the label-sampling stream.
+const LABEL_STREAM: u64 = 0x6c61_6265_6c73;
 
 /// The agents' hyper-parameters. [`LearnedConfig::default`] is the one
 /// configuration used for every trace.
@@ -129,32 +133,66 @@ impl Hist {
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
-    id: ObjectId,
+    /// Slot in `entries` of the labelled id (stable while its label is open).
+    slot: u32,
     state: u16,
     time: u64,
+}
+
+/// `Entry::res` of an id that is not resident.
+const NOT_RESIDENT: u32 = u32::MAX;
+
+/// One id the agents know: resident in the fast tier, or seen in the history
+/// window, or both.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: ObjectId,
+    /// Its history; meaningful only when `known`.
+    h: Hist,
+    /// False: the history window forgot this (resident) id; its state is then
+    /// computed from [`Hist::UNSEEN`].
+    known: bool,
+    /// Index in `residents`, or [`NOT_RESIDENT`].
+    res: u32,
 }
 
 /// Seed used by [`PolicyKind::Learned`](super::PolicyKind::Learned).
 pub const DEFAULT_SEED: u64 = 0x656e_6772_616d;
 
 /// The learned placement + migration agents (see module docs).
+///
+/// Every id the agents know lives in one slot of `entries`, found through
+/// `index`; `residents` lists the slots of the resident ids, so sampling a
+/// victim reads its history by position with no hash lookup. Invariants
+/// (`check_invariants`): `residents[entries[s].res] == s` for every resident
+/// slot; `index[entries[s].id] == s` for every used slot; a slot is on `free` or
+/// in `index`, never both; an entry that is neither known nor resident is freed.
 #[derive(Debug)]
 pub struct Learned {
     cap: usize,
     cfg: LearnedConfig,
     now: u64,
-    /// Resident ids, for O(1) random sampling; `pos` maps id -> index.
-    residents: Vec<ObjectId>,
-    pos: IdMap<usize>,
-    hist: IdMap<Hist>,
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    index: IdMap<u32>,
+    /// Slots of the resident ids, for O(1) random sampling.
+    residents: Vec<u32>,
     value: Vec<f32>,
     obs: Vec<u32>,
     pending: VecDeque<Pending>,
+    /// Draws the victim candidates.
     rng: Rng,
+    /// Draws which observations become labels: a stream of its own, so the
+    /// candidates can all be drawn before any of them is looked at.
+    label_rng: Rng,
     /// Online training on (the default); see [`Learned::set_training`].
     training: bool,
 }
 
+/// The bit length of `floor(8 x / cap)`, capped at `max - 1`: a log2 bucket of
+/// `x` relative to the capacity. Computed from bit lengths and one shift-compare
+/// instead of a division: two of these per state and up to nine states per miss
+/// made the 64-bit divisions most of a decision's time.
 fn log_bucket(x: u64, cap: u64, max: usize) -> usize {
     let scaled = x.saturating_mul(8) / cap.max(1);
     let b = (64 - scaled.leading_zeros()) as usize;
@@ -173,13 +211,15 @@ impl Learned {
             cap: cap.max(1),
             cfg,
             now: 0,
+            entries: Vec::new(),
+            free: Vec::new(),
+            index: IdMap::default(),
             residents: Vec::new(),
-            pos: IdMap::default(),
-            hist: IdMap::default(),
             value: vec![0.5; STATES],
             obs: vec![0; STATES],
             pending: VecDeque::new(),
             rng: Rng::new(seed),
+            label_rng: Rng::new(seed ^ LABEL_STREAM),
             training: true,
         }
     }
@@ -216,28 +256,64 @@ impl Learned {
         self.training = on;
         if !on {
             self.pending.clear();
-            for h in self.hist.values_mut() {
-                h.label = 0;
+            for e in &mut self.entries {
+                e.h.label = 0;
             }
         }
     }
 
-    fn record(&mut self, id: ObjectId, state: u16) {
+    /// The slot of `id`, made (not known, not resident) if it has none.
+    fn slot_of(&mut self, id: ObjectId) -> u32 {
+        if let Some(&s) = self.index.get(&id) {
+            return s;
+        }
+        let e = Entry {
+            id,
+            h: Hist::UNSEEN,
+            known: false,
+            res: NOT_RESIDENT,
+        };
+        let s = match self.free.pop() {
+            Some(s) => {
+                self.entries[s as usize] = e;
+                s
+            }
+            None => {
+                self.entries.push(e);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.index.insert(id, s);
+        s
+    }
+
+    /// Forget slot `s` (neither known nor resident any more).
+    fn release(&mut self, s: u32) {
+        let id = self.entries[s as usize].id;
+        self.index.remove(&id);
+        self.free.push(s);
+    }
+
+    fn record(&mut self, slot: u32, state: u16) {
         if !self.training
-            || (self.cfg.label_every > 1 && self.rng.below(u64::from(self.cfg.label_every)) != 0)
+            || (self.cfg.label_every > 1 && self.label_rng.below(u64::from(self.cfg.label_every)) != 0)
             || self.pending.len() >= PENDING_CAP
         {
             return;
         }
         let now = self.now;
-        let h = self.hist.entry(id).or_insert(Hist::UNSEEN);
-        if h.label != 0 {
+        let e = &mut self.entries[slot as usize];
+        if !e.known {
+            e.known = true;
+            e.h = Hist::UNSEEN;
+        }
+        if e.h.label != 0 {
             return;
         }
-        h.label = now;
-        h.lstate = state;
+        e.h.label = now;
+        e.h.lstate = state;
         self.pending.push_back(Pending {
-            id,
+            slot,
             state,
             time: now,
         });
@@ -251,35 +327,60 @@ impl Learned {
                 break;
             }
             self.pending.pop_front();
-            if let Some(h) = self.hist.get_mut(&p.id) {
-                if h.label == p.time {
-                    h.label = 0;
-                    self.learn(p.state, 0.0);
-                }
+            // An open label keeps its slot (prune and evict keep labelled
+            // entries), so a slot whose label still reads `p.time` is this one.
+            let e = &mut self.entries[p.slot as usize];
+            if e.known && e.h.label == p.time {
+                e.h.label = 0;
+                self.learn(p.state, 0.0);
             }
         }
     }
 
     fn prune_history(&mut self) {
         let window = 8 * self.cap as u64;
-        if self.now % window == 0 {
-            let now = self.now;
-            self.hist
-                .retain(|_, h| now - h.last < window || h.label != 0);
+        if self.now % window != 0 {
+            return;
         }
+        let now = self.now;
+        for s in 0..self.entries.len() as u32 {
+            let e = &mut self.entries[s as usize];
+            if !e.known && e.res == NOT_RESIDENT {
+                continue; // a free slot
+            }
+            if e.known && (now - e.h.last < window || e.h.label != 0) {
+                continue;
+            }
+            e.known = false;
+            if e.res == NOT_RESIDENT {
+                self.release(s);
+            }
+        }
+    }
+
+    /// The history a decision sees for slot `s`.
+    fn hist_at(&self, s: u32) -> Hist {
+        let e = &self.entries[s as usize];
+        if e.known { e.h } else { Hist::UNSEEN }
     }
 
     fn sample_victim(&mut self) -> Option<(usize, u16)> {
         if self.residents.is_empty() {
             return None;
         }
-        let mut best: Option<(f32, u64, usize, u16)> = None;
-        for _ in 0..self.cfg.samples.max(1).min(self.residents.len()) {
+        // Draw every candidate and load its history first: the loads are
+        // independent, so their cache misses (the entries are spread over the
+        // whole id space) overlap instead of following one another.
+        let k = self.cfg.samples.clamp(1, MAX_SAMPLES).min(self.residents.len());
+        let mut cand = [(0usize, Hist::UNSEEN); MAX_SAMPLES];
+        for c in &mut cand[..k] {
             let i = self.rng.below(self.residents.len() as u64) as usize;
-            let id = self.residents[i];
-            let h = self.hist.get(&id).copied().unwrap_or(Hist::UNSEEN);
+            *c = (i, self.hist_at(self.residents[i]));
+        }
+        let mut best: Option<(f32, u64, usize, u16)> = None;
+        for &(i, h) in &cand[..k] {
             let s = self.state(&h);
-            self.record(id, s);
+            self.record(self.residents[i], s);
             let v = self.value[s as usize];
             if best.is_none_or(|(bv, bl, _, _)| v < bv || (v == bv && h.last < bl)) {
                 best = Some((v, h.last, i, s));
@@ -289,10 +390,15 @@ impl Learned {
     }
 
     fn evict_at(&mut self, i: usize) -> ObjectId {
-        let id = self.residents.swap_remove(i);
-        self.pos.remove(&id);
+        let slot = self.residents.swap_remove(i);
         if let Some(&moved) = self.residents.get(i) {
-            self.pos.insert(moved, i);
+            self.entries[moved as usize].res = i as u32;
+        }
+        let e = &mut self.entries[slot as usize];
+        e.res = NOT_RESIDENT;
+        let (id, known) = (e.id, e.known);
+        if !known {
+            self.release(slot);
         }
         id
     }
@@ -314,7 +420,9 @@ impl Policy for Learned {
         self.residents.len()
     }
     fn contains(&self, id: ObjectId) -> bool {
-        self.pos.contains_key(&id)
+        self.index
+            .get(&id)
+            .is_some_and(|&s| self.entries[s as usize].res != NOT_RESIDENT)
     }
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
         self.now += 1;
@@ -322,36 +430,41 @@ impl Policy for Learned {
         if self.training {
             self.expire();
         }
-        let prev = self.hist.get(&req.id).copied();
-        if let Some(p) = prev {
-            if p.label != 0 && self.training {
-                // Requested again within the horizon. Its queued record stays;
-                // `expire` skips it as no longer open.
-                self.learn(p.lstate, 1.0);
-            }
-        }
-        let h = match prev {
-            Some(p) => Hist {
-                last: self.now,
-                gap: self.now - p.last,
+        let slot = self.slot_of(req.id);
+        let now = self.now;
+        let e = &mut self.entries[slot as usize];
+        let h = if e.known {
+            let p = e.h;
+            Hist {
+                last: now,
+                gap: now - p.last,
                 count: p.count.saturating_add(1),
                 lstate: 0,
                 label: 0,
-            },
-            None => Hist {
-                last: self.now,
+            }
+        } else {
+            Hist {
+                last: now,
                 gap: 0,
                 count: 1,
                 lstate: 0,
                 label: 0,
-            },
+            }
         };
-        self.hist.insert(req.id, h);
-        if self.pos.contains_key(&req.id) {
+        let (was_known, old) = (e.known, e.h);
+        e.h = h;
+        e.known = true;
+        let resident = e.res != NOT_RESIDENT;
+        if was_known && old.label != 0 && self.training {
+            // Requested again within the horizon. Its queued record stays;
+            // `expire` skips it as no longer open.
+            self.learn(old.lstate, 1.0);
+        }
+        if resident {
             return Outcome::HIT;
         }
         let new_state = self.state(&h);
-        self.record(req.id, new_state);
+        self.record(slot, new_state);
         if self.residents.len() >= self.cap {
             let Some((i, vs)) = self.sample_victim() else {
                 return Outcome::BYPASS;
@@ -363,8 +476,8 @@ impl Policy for Learned {
             }
             evicted.push(self.evict_at(i));
         }
-        self.pos.insert(req.id, self.residents.len());
-        self.residents.push(req.id);
+        self.entries[slot as usize].res = self.residents.len() as u32;
+        self.residents.push(slot);
         Outcome::ADMIT
     }
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
@@ -376,19 +489,27 @@ impl Policy for Learned {
         }
     }
     fn remove(&mut self, id: ObjectId) -> bool {
-        match self.pos.get(&id).copied() {
-            Some(i) => {
-                self.evict_at(i);
+        let Some(&s) = self.index.get(&id) else {
+            return false;
+        };
+        match self.entries[s as usize].res {
+            NOT_RESIDENT => false,
+            i => {
+                self.evict_at(i as usize);
                 true
             }
-            None => false,
         }
     }
     fn check_invariants(&self) {
-        assert_eq!(self.residents.len(), self.pos.len());
         assert!(self.residents.len() <= self.cap);
-        for (i, id) in self.residents.iter().enumerate() {
-            assert_eq!(self.pos.get(id), Some(&i), "pos mirrors residents");
+        for (i, &s) in self.residents.iter().enumerate() {
+            assert_eq!(self.entries[s as usize].res, i as u32, "res mirrors residents");
+        }
+        assert_eq!(self.index.len() + self.free.len(), self.entries.len());
+        for (&id, &s) in &self.index {
+            let e = &self.entries[s as usize];
+            assert_eq!(e.id, id, "index mirrors entries");
+            assert!(e.known || e.res != NOT_RESIDENT, "a forgotten non-resident is freed");
         }
         assert!(self.pending.len() <= PENDING_CAP);
     }
