@@ -6,7 +6,9 @@
 //! p99 latency, bytes promoted and decisions per second (wall clock of the
 //! replay, i.e. the policy plus the simulator's own bookkeeping). The SVG
 //! holds two panels, hit ratio and mean latency per time window, one line
-//! per policy.
+//! per policy. With `--device SIZE`, each (policy, size) is also replayed
+//! through three tiers, a device tier of SIZE over the DRAM tier over the
+//! SSD, one policy instance per tier (`simulate_tiers`), in a second table.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -15,7 +17,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use engram_policy::{CacheSize, CostModel, PolicyKind, SimResult, simulate, trace, unique_objects};
+use engram_policy::{
+    CacheSize, CostModel, PolicyKind, SimResult, TierCost, TieredResult, simulate, simulate_tiers,
+    trace, unique_objects,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Args)]
@@ -39,6 +44,16 @@ pub struct SimArgs {
     /// Time windows in the plot.
     #[arg(long, default_value_t = 100)]
     windows: usize,
+    /// Also replay through three tiers: a device-memory tier of this size
+    /// (same syntax as --size) in front of the DRAM tier of each --size, over
+    /// the SSD. Printed as a second table.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+struct TierRow {
+    size_label: String,
+    result: TieredResult,
 }
 
 struct Row {
@@ -64,6 +79,7 @@ pub fn run(args: &SimArgs) -> Result<u8> {
     if kinds.is_empty() || sizes.is_empty() {
         bail!("nothing to simulate");
     }
+    let device = args.device.as_deref().map(CacheSize::parse).transpose()?;
     let t = trace::read_path(&args.trace)
         .with_context(|| format!("reading {}", args.trace.display()))?;
     let (unique, unique_bytes) = unique_objects(&t.requests);
@@ -81,7 +97,8 @@ pub fn run(args: &SimArgs) -> Result<u8> {
     )?;
     drop(err);
 
-    let total = (kinds.len() * sizes.len()) as u64 * t.requests.len() as u64;
+    let passes = if device.is_some() { 2 } else { 1 };
+    let total = (passes * kinds.len() * sizes.len()) as u64 * t.requests.len() as u64;
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent}% {msg}")
@@ -104,10 +121,36 @@ pub fn run(args: &SimArgs) -> Result<u8> {
             });
         }
     }
+    let mut tier_rows = Vec::new();
+    if let Some(dev) = device {
+        let dev_cap = dev.objects(unique, unique_bytes);
+        for (label, size) in &sizes {
+            let cap = size.objects(unique, unique_bytes);
+            for kind in &kinds {
+                bar.set_message(format!("{} @ device + {label}", kind.name()));
+                let mut tiers = vec![kind.build(dev_cap)?, kind.build(cap)?];
+                let costs = [TierCost::DEVICE, cost.fast];
+                let result = simulate_tiers(&mut tiers, &costs, &cost.backing, &t.requests, false);
+                bar.inc(t.requests.len() as u64);
+                tier_rows.push(TierRow {
+                    size_label: label.clone(),
+                    result,
+                });
+            }
+        }
+    }
     bar.finish_and_clear();
 
     let mut out = std::io::stdout().lock();
     out.write_all(table(&rows).as_bytes())?;
+    if !tier_rows.is_empty() {
+        writeln!(
+            out,
+            "\nthree tiers: device ({}) over DRAM (size) over SSD",
+            args.device.as_deref().unwrap_or_default()
+        )?;
+        out.write_all(tier_table(&tier_rows).as_bytes())?;
+    }
     if !args.no_svg {
         std::fs::write(&args.svg, svg(&t.name, &rows))
             .with_context(|| format!("writing {}", args.svg.display()))?;
@@ -147,6 +190,45 @@ fn table(rows: &[Row]) -> String {
             x.bytes_migrated as f64 / (1u64 << 20) as f64,
             x.evictions,
             x.requests as f64 / r.secs.max(1e-9) / 1e6,
+        );
+    }
+    s
+}
+
+fn tier_table(rows: &[TierRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>11} {:>11} {:>12} {:>12}",
+        "policy",
+        "size",
+        "device",
+        "device %",
+        "dram %",
+        "back %",
+        "mean us",
+        "p99 us",
+        "promoted MiB",
+        "demoted MiB",
+        "background s",
+    );
+    for r in rows {
+        let x = &r.result;
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let _ = writeln!(
+            s,
+            "{:<10} {:>7} {:>9} {:>9.2} {:>9.2} {:>8.2} {:>8.2} {:>11.2} {:>11.1} {:>12.1} {:>12.2}",
+            x.policy,
+            r.size_label,
+            x.capacities[0],
+            100.0 * x.hit_ratio(0),
+            100.0 * x.hit_ratio(1),
+            100.0 * x.backing_hits as f64 / x.requests.max(1) as f64,
+            x.mean_latency_ns / 1e3,
+            x.p99_latency_ns / 1e3,
+            mib(x.promoted_bytes),
+            mib(x.demoted_bytes),
+            x.background_ns / 1e9,
         );
     }
     s
@@ -295,6 +377,35 @@ mod tests {
         assert!(lines[1].starts_with("LRU") && lines[2].starts_with("Belady"));
         // 5000 decisions in 0.5 s.
         assert!(lines[1].trim_end().ends_with("0.01"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn tier_table_has_a_row_per_replay() {
+        let t = workload::zipf(500, 0.9, 5_000, 1);
+        let cost = CostModel::default();
+        let rows: Vec<TierRow> = [PolicyKind::Lru, PolicyKind::Arc]
+            .iter()
+            .map(|k| {
+                let mut tiers = vec![k.build(5).unwrap(), k.build(25).unwrap()];
+                let costs = [TierCost::DEVICE, cost.fast];
+                TierRow {
+                    size_label: "5%".into(),
+                    result: simulate_tiers(&mut tiers, &costs, &cost.backing, &t, false),
+                }
+            })
+            .collect();
+        let s = tier_table(&rows);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with("LRU") && lines[2].starts_with("ARC"));
+        let cols: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(cols[2], "5", "device capacity");
+        let pct = |i: usize| cols[i].parse::<f64>().unwrap();
+        assert!(
+            (pct(3) + pct(4) + pct(5) - 100.0).abs() < 0.05,
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]

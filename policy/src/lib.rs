@@ -14,7 +14,9 @@
 //!   admit or bypass, the evicted objects).
 //! - [`CostModel`] / [`TierCost`] price each access; [`simulate`] replays a
 //!   trace and reports hit ratio per tier, mean and p99 latency, bytes
-//!   migrated and a time series.
+//!   migrated and a time series; [`simulate_tiers`] replays through a stack
+//!   of managed tiers (device over DRAM over SSD), one policy per tier, with
+//!   promotions and demotions between them.
 //! - [`cache`] holds the classic policies (LRU, FIFO, CLOCK, LFU, 2Q, ARC,
 //!   S3-FIFO, SIEVE, a hot/cold threshold migrator, and the Belady oracle)
 //!   and the learned placement + migration agents
@@ -31,6 +33,7 @@ pub mod cache;
 pub mod error;
 pub mod sim;
 pub mod tier;
+pub mod tiers;
 pub mod trace;
 pub mod types;
 pub mod workload;
@@ -39,6 +42,7 @@ pub use cache::{Outcome, Policy, PolicyKind};
 pub use error::{Error, Result};
 pub use sim::{CacheSize, Point, SimResult, simulate};
 pub use tier::{CostModel, TierCost};
+pub use tiers::{TieredResult, simulate_tiers};
 pub use types::{
     IdMap, NEVER, ObjectId, Op, Request, annotate_next_access, hash_key, unique_objects,
 };

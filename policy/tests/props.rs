@@ -1,11 +1,15 @@
 //! Model-based properties of every policy on random request sequences
 //! (with deletes and capacity changes): capacity is never exceeded, the set of resident objects is exactly what
 //! the admit/evict/remove decisions imply, the simulator's counters add up,
-//! and no policy beats Belady.
+//! and no policy beats Belady; through three tiers, objects are conserved:
+//! every lookup is served once, and what entered the managed tiers is there
+//! or has left.
 
 use std::collections::HashSet;
 
-use engram_policy::{CostModel, Op, PolicyKind, Request, annotate_next_access, simulate};
+use engram_policy::{
+    CostModel, Op, PolicyKind, Request, TierCost, annotate_next_access, simulate, simulate_tiers,
+};
 use proptest::prelude::*;
 
 fn requests(max_id: u64, len: usize, deletes: bool) -> impl Strategy<Value = Vec<Request>> {
@@ -94,5 +98,27 @@ proptest! {
             if kind == PolicyKind::Belady { opt = r.hits } else { best = best.max(r.hits) }
         }
         prop_assert!(best <= opt, "a policy got {} hits, Belady {}", best, opt);
+    }
+
+    #[test]
+    fn tiered_replay_conserves_objects(
+        reqs in requests(60, 600, true),
+        caps in (1usize..8, 1usize..20),
+    ) {
+        let costs = [TierCost::DEVICE, TierCost::DRAM];
+        for kind in PolicyKind::ALL {
+            let mut tiers = vec![kind.build(caps.0).unwrap(), kind.build(caps.1).unwrap()];
+            let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &reqs, true);
+            let lookups = reqs.iter().filter(|q| q.op != Op::Delete).count() as u64;
+            prop_assert_eq!(r.requests, lookups);
+            prop_assert_eq!(r.hits.iter().sum::<u64>() + r.backing_hits, r.requests);
+            // Objects enter the managed tiers only from the backing tier and
+            // leave them only by a drop or a delete; moves between them
+            // (promotions from tier 1, demotions) change nothing.
+            let resident = (tiers[0].len() + tiers[1].len()) as u64;
+            prop_assert_eq!(resident, r.from_backing - r.dropped - r.removed, "{}", kind.name());
+            prop_assert!(r.from_backing <= r.backing_hits);
+            prop_assert!(tiers[0].len() <= caps.0 && tiers[1].len() <= caps.1);
+        }
     }
 }

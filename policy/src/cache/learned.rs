@@ -296,7 +296,8 @@ impl Learned {
 
     fn record(&mut self, slot: u32, state: u16) {
         if !self.training
-            || (self.cfg.label_every > 1 && self.label_rng.below(u64::from(self.cfg.label_every)) != 0)
+            || (self.cfg.label_every > 1
+                && self.label_rng.below(u64::from(self.cfg.label_every)) != 0)
             || self.pending.len() >= PENDING_CAP
         {
             return;
@@ -371,7 +372,11 @@ impl Learned {
         // Draw every candidate and load its history first: the loads are
         // independent, so their cache misses (the entries are spread over the
         // whole id space) overlap instead of following one another.
-        let k = self.cfg.samples.clamp(1, MAX_SAMPLES).min(self.residents.len());
+        let k = self
+            .cfg
+            .samples
+            .clamp(1, MAX_SAMPLES)
+            .min(self.residents.len());
         let mut cand = [(0usize, Hist::UNSEEN); MAX_SAMPLES];
         for c in &mut cand[..k] {
             let i = self.rng.below(self.residents.len() as u64) as usize;
@@ -503,13 +508,19 @@ impl Policy for Learned {
     fn check_invariants(&self) {
         assert!(self.residents.len() <= self.cap);
         for (i, &s) in self.residents.iter().enumerate() {
-            assert_eq!(self.entries[s as usize].res, i as u32, "res mirrors residents");
+            assert_eq!(
+                self.entries[s as usize].res, i as u32,
+                "res mirrors residents"
+            );
         }
         assert_eq!(self.index.len() + self.free.len(), self.entries.len());
         for (&id, &s) in &self.index {
             let e = &self.entries[s as usize];
             assert_eq!(e.id, id, "index mirrors entries");
-            assert!(e.known || e.res != NOT_RESIDENT, "a forgotten non-resident is freed");
+            assert!(
+                e.known || e.res != NOT_RESIDENT,
+                "a forgotten non-resident is freed"
+            );
         }
         assert!(self.pending.len() <= PENDING_CAP);
     }

@@ -1,0 +1,353 @@
+//! Replay through a stack of managed tiers (device over DRAM, say) in front of
+//! a backing tier, one policy per tier.
+//!
+//! ```text
+//!   request ─> tier 0 (fastest) ─miss─> tier 1 ─miss─> ... ─miss─> backing
+//!                 │ evicted                │ evicted            (holds all)
+//!                 └──── demoted into ──────┘ └── demoted ... ──> dropped
+//! ```
+//!
+//! The tiers are exclusive: an object is resident in at most one of them.
+//! A request is served by the fastest tier that holds the object (or by the
+//! backing tier), then offered to each faster tier, fastest first, through
+//! that tier's policy (`access`: a miss there, so a placement decision). The
+//! first tier that admits it takes it and the copy below is removed (a
+//! promotion); if none does, the tier that served it records the access as a
+//! hit. An object a tier evicts is offered to the next tier down (a
+//! demotion, seen by that tier's policy as a write of the object); past the
+//! last managed tier it is dropped, since the backing tier holds every object.
+//!
+//! Pricing: the request pays the read (or write) of the tier that served it,
+//! plus the write into the tier that admitted it. Demotions are copies made
+//! off the request path (a read of the upper tier, a write of the lower
+//! one): their time is reported as `background_ns`, not in the latencies.
+//! As in [`simulate`](crate::simulate), evicting a written object costs no
+//! write-back. With one managed tier this is exactly
+//! [`simulate`](crate::simulate) (a test checks it).
+
+use crate::cache::Policy;
+use crate::tier::TierCost;
+use crate::types::{IdMap, ObjectId, Op, Request};
+
+/// What a tiered replay measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TieredResult {
+    /// Policy name (of tier 0; every tier runs its own instance).
+    pub policy: String,
+    /// Capacity of each managed tier, fastest first, in objects.
+    pub capacities: Vec<usize>,
+    /// Lookups (deletes excluded).
+    pub requests: u64,
+    /// Lookups served by each managed tier.
+    pub hits: Vec<u64>,
+    /// Lookups served by the backing tier.
+    pub backing_hits: u64,
+    /// Objects moved up into a managed tier (from the backing tier or a
+    /// slower managed tier), and their bytes.
+    pub promotions: u64,
+    /// Bytes of the promotions.
+    pub promoted_bytes: u64,
+    /// The promotions that came from the backing tier (new to the managed tiers).
+    pub from_backing: u64,
+    /// Objects moved down from one managed tier into the next, and their bytes.
+    pub demotions: u64,
+    /// Bytes of the demotions.
+    pub demoted_bytes: u64,
+    /// Objects that left the last managed tier (or that no lower tier took).
+    pub dropped: u64,
+    /// Deletes replayed.
+    pub deletes: u64,
+    /// Deletes that found the object resident in a managed tier.
+    pub removed: u64,
+    /// Mean request latency, ns.
+    pub mean_latency_ns: f64,
+    /// 99th percentile request latency, ns (nearest rank).
+    pub p99_latency_ns: f64,
+    /// Time of the demotion copies, ns (off the request path).
+    pub background_ns: f64,
+}
+
+impl TieredResult {
+    /// Share of lookups served by managed tier `k`, in `[0, 1]`.
+    pub fn hit_ratio(&self, k: usize) -> f64 {
+        self.hits[k] as f64 / self.requests.max(1) as f64
+    }
+}
+
+fn serve(cost: &TierCost, bytes: u64, write: bool) -> f64 {
+    if write {
+        cost.write(bytes)
+    } else {
+        cost.read(bytes)
+    }
+}
+
+/// Replay `reqs` through `tiers` (fastest first, each with its policy) over
+/// `backing`; `costs[k]` prices tier `k`. `check` verifies after every
+/// request that no tier is over capacity, that no object is resident in two
+/// tiers, and each policy's invariants (tests; slow).
+///
+/// # Panics
+/// If `tiers` is empty or `costs` has a different length.
+pub fn simulate_tiers(
+    tiers: &mut [Box<dyn Policy>],
+    costs: &[TierCost],
+    backing: &TierCost,
+    reqs: &[Request],
+    check: bool,
+) -> TieredResult {
+    assert!(!tiers.is_empty(), "at least one managed tier");
+    assert_eq!(tiers.len(), costs.len(), "one cost per tier");
+    let n = tiers.len();
+    let mut r = TieredResult {
+        policy: tiers[0].name().to_owned(),
+        capacities: tiers.iter().map(|t| t.capacity()).collect(),
+        requests: 0,
+        hits: vec![0; n],
+        backing_hits: 0,
+        promotions: 0,
+        promoted_bytes: 0,
+        from_backing: 0,
+        demotions: 0,
+        demoted_bytes: 0,
+        dropped: 0,
+        deletes: 0,
+        removed: 0,
+        mean_latency_ns: 0.0,
+        p99_latency_ns: 0.0,
+        background_ns: 0.0,
+    };
+    // Size and next access of every id's latest request: what a demotion
+    // needs to describe the object to the next tier's policy (Belady reads
+    // the next access).
+    let mut meta: IdMap<(u32, u64)> = IdMap::default();
+    let mut lat: Vec<f32> = Vec::with_capacity(reqs.len());
+    let mut total_ns = 0.0f64;
+    let mut evicted: Vec<ObjectId> = Vec::new();
+    for req in reqs {
+        if req.op == Op::Delete {
+            for t in tiers.iter_mut() {
+                if t.remove(req.id) {
+                    r.removed += 1;
+                }
+            }
+            meta.remove(&req.id);
+            r.deletes += 1;
+            continue;
+        }
+        meta.insert(req.id, (req.size, req.next_access));
+        let bytes = u64::from(req.size);
+        let write = req.op == Op::Write;
+        let found = tiers.iter().position(|t| t.contains(req.id));
+        let mut ns;
+        // Tiers faster than the one that served the request, offered the object.
+        let above = match found {
+            Some(k) => {
+                r.hits[k] += 1;
+                ns = serve(&costs[k], bytes, write);
+                k
+            }
+            None => {
+                r.backing_hits += 1;
+                ns = serve(backing, bytes, write);
+                n
+            }
+        };
+        let mut placed = None;
+        if found == Some(0) {
+            evicted.clear();
+            tiers[0].access(req, &mut evicted);
+            debug_assert!(evicted.is_empty(), "a hit evicts nothing");
+        } else {
+            for j in 0..above {
+                evicted.clear();
+                let out = tiers[j].access(req, &mut evicted);
+                if out.admitted {
+                    // Moved, not copied: the slower copy goes before the
+                    // demotions below need the room.
+                    if let Some(k) = found {
+                        tiers[k].remove(req.id);
+                    }
+                    placed = Some(j);
+                }
+                demote(tiers, costs, j, &evicted, &meta, &mut r);
+                if placed.is_some() {
+                    break;
+                }
+            }
+        }
+        match (placed, found) {
+            (Some(j), _) => {
+                r.from_backing += u64::from(found.is_none());
+                r.promotions += 1;
+                r.promoted_bytes += bytes;
+                ns += costs[j].write(bytes);
+            }
+            (None, Some(k)) if k > 0 => {
+                // Nobody above took it: the serving tier saw a hit.
+                evicted.clear();
+                tiers[k].access(req, &mut evicted);
+                debug_assert!(evicted.is_empty(), "a hit evicts nothing");
+            }
+            _ => {}
+        }
+        r.requests += 1;
+        total_ns += ns;
+        lat.push(ns as f32);
+        if check {
+            check_tiers(tiers);
+            let holders = tiers.iter().filter(|t| t.contains(req.id)).count();
+            assert!(
+                holders <= 1,
+                "object {} resident in {holders} tiers",
+                req.id
+            );
+        }
+    }
+    r.mean_latency_ns = total_ns / r.requests.max(1) as f64;
+    if !lat.is_empty() {
+        let k = ((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1;
+        let (_, p, _) = lat.select_nth_unstable_by(k, f32::total_cmp);
+        r.p99_latency_ns = f64::from(*p);
+    }
+    r
+}
+
+/// Offer the objects tier `from` evicted to the tiers below, one level at a
+/// time; what the last tier (or a bypassing one) lets go is dropped.
+fn demote(
+    tiers: &mut [Box<dyn Policy>],
+    costs: &[TierCost],
+    from: usize,
+    evicted: &[ObjectId],
+    meta: &IdMap<(u32, u64)>,
+    r: &mut TieredResult,
+) {
+    let mut level: Vec<ObjectId> = evicted.to_vec();
+    let mut next: Vec<ObjectId> = Vec::new();
+    for to in from + 1..=tiers.len() {
+        if level.is_empty() {
+            return;
+        }
+        if to == tiers.len() {
+            r.dropped += level.len() as u64;
+            return;
+        }
+        next.clear();
+        for &id in &level {
+            let (size, next_access) = meta.get(&id).copied().unwrap_or((1, crate::NEVER));
+            let req = Request {
+                time: 0,
+                id,
+                size,
+                op: Op::Write,
+                next_access,
+            };
+            let out = tiers[to].access(&req, &mut next);
+            if out.admitted {
+                let bytes = u64::from(size);
+                r.demotions += 1;
+                r.demoted_bytes += bytes;
+                r.background_ns += costs[to - 1].read(bytes) + costs[to].write(bytes);
+            } else {
+                r.dropped += 1;
+            }
+        }
+        std::mem::swap(&mut level, &mut next);
+    }
+}
+
+fn check_tiers(tiers: &[Box<dyn Policy>]) {
+    for t in tiers {
+        assert!(t.len() <= t.capacity(), "{} over capacity", t.name());
+        t.check_invariants();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::simulate;
+    use crate::tier::CostModel;
+    use crate::{PolicyKind, workload};
+
+    #[test]
+    fn one_tier_is_the_two_level_simulator() {
+        let t = workload::zipf(3000, 0.9, 40_000, 3);
+        let cost = CostModel::default();
+        for kind in PolicyKind::ALL {
+            let two = simulate(kind.build(150).unwrap().as_mut(), &t, &cost, 0, false);
+            let mut one = vec![kind.build(150).unwrap()];
+            let tiered = simulate_tiers(&mut one, &[cost.fast], &cost.backing, &t, false);
+            assert_eq!(tiered.hits[0], two.hits, "{}", kind.name());
+            assert_eq!(tiered.backing_hits, two.backing_hits);
+            assert_eq!(tiered.promotions, two.admitted);
+            assert_eq!(tiered.dropped, two.evictions);
+            assert!((tiered.mean_latency_ns - two.mean_latency_ns).abs() < 1e-6);
+            assert!((tiered.p99_latency_ns - two.p99_latency_ns).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn a_device_tier_in_front_serves_the_hottest_objects() {
+        let t = workload::zipf(5000, 0.9, 60_000, 8);
+        let costs = [TierCost::DEVICE, TierCost::DRAM];
+        for kind in [PolicyKind::Lru, PolicyKind::S3Fifo, PolicyKind::Learned] {
+            let mut tiers = vec![kind.build(50).unwrap(), kind.build(250).unwrap()];
+            let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &t, true);
+            let served: u64 = r.hits.iter().sum::<u64>() + r.backing_hits;
+            assert_eq!(served, r.requests);
+            assert!(
+                r.hits[0] > 0 && r.hits[1] > 0,
+                "{}: {:?}",
+                kind.name(),
+                r.hits
+            );
+            assert!(r.demotions > 0, "evictions from the device tier move down");
+        }
+    }
+
+    #[test]
+    fn exclusive_lru_tiers_are_one_lru_of_their_total_size() {
+        // LRU over LRU, promoting every hit and demoting every eviction, keeps
+        // the most recent 50 + 250 objects: exactly one LRU of 300.
+        let t = workload::zipf(5000, 0.9, 60_000, 8);
+        let mut tiers = vec![
+            PolicyKind::Lru.build(50).unwrap(),
+            PolicyKind::Lru.build(250).unwrap(),
+        ];
+        let costs = [TierCost::DEVICE, TierCost::DRAM];
+        let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &t, true);
+        let one = simulate(
+            PolicyKind::Lru.build(300).unwrap().as_mut(),
+            &t,
+            &CostModel::default(),
+            0,
+            false,
+        );
+        assert_eq!(r.hits[0] + r.hits[1], one.hits);
+        assert!(
+            r.hits[0] > r.hits[1] / 2,
+            "the hottest objects sit in tier 0: {:?}",
+            r.hits
+        );
+    }
+
+    #[test]
+    fn deletes_leave_every_tier() {
+        let mut reqs: Vec<Request> = (0..20).map(|i| Request::read(0, i % 5, 10)).collect();
+        reqs.push(Request {
+            op: Op::Delete,
+            ..Request::read(0, 3, 10)
+        });
+        let mut tiers = vec![
+            PolicyKind::Lru.build(2).unwrap(),
+            PolicyKind::Lru.build(3).unwrap(),
+        ];
+        let costs = [TierCost::DRAM, TierCost::SSD];
+        let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &reqs, true);
+        assert_eq!(r.deletes, 1);
+        assert!(tiers.iter().all(|t| !t.contains(3)));
+        assert_eq!(tiers[0].len() + tiers[1].len(), 4);
+    }
+}
