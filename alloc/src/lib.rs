@@ -14,10 +14,12 @@
 //!   Freed slots are zeroed; a reused slot that is not zero was written after free.
 //!   A canary from the requested size to the slot end (its last word also encodes
 //!   the requested size under a secret) catches linear overflows at free.
-//! - **Speed.** Per-thread caches of slot offsets (in TLS, never in freed memory),
-//!   filled and flushed in shuffled batches under a per-class lock; cross-thread
-//!   frees go to the freeing thread's cache like local ones. Large blocks are cached
-//!   for reuse instead of being unmapped and faulted in again.
+//! - **Speed.** Per-thread caches of slot offsets (in TLS, never in freed memory,
+//!   reached through one initial-exec TLS pointer: see `tls`), filled and flushed
+//!   in shuffled batches under a per-class lock; cross-thread frees go to the
+//!   freeing thread's cache like local ones. Large blocks are cached for reuse
+//!   instead of being unmapped and faulted in again, and blocks of 2 MiB and more
+//!   ask for transparent huge pages.
 //!
 //! Nothing reachable from `malloc`/`free` allocates, logs or panics; a detected fault
 //! writes one line with write(2) and aborts. See docs/ALLOC_CONTRACT.md for the
