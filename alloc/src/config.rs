@@ -18,7 +18,8 @@ pub struct Config {
     pub quarantine: usize,
     /// Zero on free and check a reused slot is still zero.
     pub zero: bool,
-    /// Canary from the requested size to the slot end, checked at free.
+    /// Canary: 8 fill bytes after the requested size and a keyed size word at the
+    /// slot end, checked at free and realloc.
     pub canary: bool,
     /// Randomized slot choice.
     pub random: bool,

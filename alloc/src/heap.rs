@@ -38,6 +38,11 @@ use crate::{large, os, tls};
 
 /// Bytes of the canary word at the end of every slot.
 const TAIL: usize = 8;
+/// Fill bytes of the canary right after the requested size (fewer when the tail
+/// word comes sooner). A linear overflow writes the byte at the requested size
+/// first, so this window catches every one of them; the slack past it stays
+/// zero, as freed slots are, and costs nothing to keep.
+const WINDOW: usize = 8;
 /// Slots at least this big return their whole pages to the OS when they go back to
 /// their slab, and are checked page by page (resident pages only) at reuse.
 const BIG_SLOT: usize = 32 << 10;
@@ -519,20 +524,56 @@ fn tail_key(gl: &Globals, addr: usize) -> u64 {
     (addr as u64 ^ gl.secret).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// Write the canary of a block of `size` bytes in a slot of `slot` bytes.
+/// Write the canary of a block of `size` bytes in a slot of `slot` bytes: the
+/// fill window right after `size` and the tail word.
 ///
 /// # Safety
 /// `[p, p+slot)` is a writable slot we just handed out; `size + TAIL <= slot`.
 #[inline]
 unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
     let tail = slot - TAIL;
-    // SAFETY: the caller guarantees the slot bounds; `size <= tail`.
+    // SAFETY: the caller guarantees the slot bounds; `size <= tail`, and the
+    // window ends at the tail word at the latest.
     unsafe {
-        fill_pattern(p.add(size), tail - size, gl.pattern);
+        fill_window(gl, p.add(size), tail - size);
         ptr::write_unaligned(
             p.add(tail).cast::<u64>(),
             tail_key(gl, p as usize) ^ size as u64,
         );
+    }
+}
+
+/// Fill the canary window at `q`, `room` bytes before the tail word.
+///
+/// # Safety
+/// `[q, q + min(room, WINDOW))` is writable.
+#[inline]
+unsafe fn fill_window(gl: &Globals, q: *mut u8, room: usize) {
+    // SAFETY: the caller guarantees the range.
+    unsafe {
+        if room >= WINDOW {
+            let w = u64::from(gl.pattern) * 0x0101_0101_0101_0101;
+            ptr::write_unaligned(q.cast::<u64>(), w);
+        } else {
+            ptr::write_bytes(q, gl.pattern, room);
+        }
+    }
+}
+
+/// True if the canary window at `q` (`room` bytes before the tail word) is intact.
+///
+/// # Safety
+/// `[q, q + min(room, WINDOW))` is readable.
+#[inline]
+unsafe fn window_intact(gl: &Globals, q: *const u8, room: usize) -> bool {
+    // SAFETY: the caller guarantees the range.
+    unsafe {
+        if room >= WINDOW {
+            let w = u64::from(gl.pattern) * 0x0101_0101_0101_0101;
+            ptr::read_unaligned(q.cast::<u64>()) == w
+        } else {
+            bytes_are(q, room, gl.pattern)
+        }
     }
 }
 
@@ -558,8 +599,8 @@ unsafe fn read_canary(gl: &Globals, p: *mut u8, slot: usize) -> Option<usize> {
     let tail = slot - TAIL;
     // SAFETY: the caller guarantees the slot bounds.
     let size = unsafe { tail_size(gl, p, slot) }?;
-    // SAFETY: `size <= tail`, inside the slot.
-    if !unsafe { has_pattern(p.add(size), tail - size, gl.pattern) } {
+    // SAFETY: `size <= tail`: the window lies inside the slot.
+    if !unsafe { window_intact(gl, p.add(size), tail - size) } {
         return None;
     }
     Some(size)
@@ -1193,24 +1234,29 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
         return false;
     }
     if gl.cfg.canary {
-        // Only the bytes between the two sizes change hands, so only they are
-        // checked or filled: the rest of the slack keeps its pattern, checked at
-        // free, and the tail word is rewritten. Touching the whole slack instead made
-        // a buffer grown a few bytes at a time cost O(slot) per realloc.
         let tail = gl.geom[c].slot as usize - TAIL;
+        // The old window is checked whichever way the block moves (an overflow
+        // into it is caught here, before the window moves), then the bytes that
+        // change hands are zeroed and the window is written at the new size.
+        let w_end = (old + WINDOW).min(tail);
         // SAFETY: `p` is a live slot of class `c` (validated by the caller through
         // usable_size) and `old, new <= tail`: every access stays inside it.
         unsafe {
-            if new > old {
-                // The grown bytes held the pattern since malloc: an overflow into
-                // them is caught here, before they become the block's own.
-                if !bytes_are(p.add(old), new - old, gl.pattern) {
+            if !window_intact(gl, p.add(old), tail - old) {
+                fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
+            }
+            if new >= old {
+                // Past the window the slack was never the block's: it is still
+                // zero when freed slots are zeroed.
+                if gl.cfg.zero && new > w_end && !bytes_are(p.add(w_end), new - w_end, 0) {
                     fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
                 }
-                ptr::write_bytes(p.add(old), 0, new - old);
+                ptr::write_bytes(p.add(old), 0, new.min(w_end) - old);
             } else {
-                ptr::write_bytes(p.add(new), gl.pattern, old - new);
+                // The bytes leaving the block, and the old window, become slack.
+                ptr::write_bytes(p.add(new), 0, w_end - new);
             }
+            fill_window(gl, p.add(new), tail - new);
             ptr::write_unaligned(
                 p.add(tail).cast::<u64>(),
                 tail_key(gl, p as usize) ^ new as u64,

@@ -12,8 +12,9 @@
 //! - **Deterministic detection.** A live bit per slot: free clears it with one atomic
 //!   RMW, so a double free from any thread, with any cache state, finds it clear.
 //!   Freed slots are zeroed; a reused slot that is not zero was written after free.
-//!   A canary from the requested size to the slot end (its last word also encodes
-//!   the requested size under a secret) catches linear overflows at free.
+//!   A canary of 8 fill bytes right after the requested size, plus the slot's last
+//!   word, which encodes the requested size under a secret, catches every linear
+//!   overflow at free (and at realloc, which moves it).
 //! - **Speed.** Per-thread caches of slot offsets (in TLS, never in freed memory,
 //!   reached through one initial-exec TLS pointer: see `tls`), filled and flushed
 //!   in shuffled batches under a per-class lock; cross-thread frees go to the

@@ -399,7 +399,7 @@ static int heap_overflow_realloc_grow(void) {
     return survived("one byte written past malloc(20), then realloc to 22");
 }
 
-/* realloc shrinking in place leaves the rest of the slack to free's check. */
+/* realloc shrinking in place moves the canary window: it checks the old one first. */
 static int heap_overflow_realloc_shrink(void) {
     unsigned char *p = xmalloc(20);
     memset(p, 1, 20);
@@ -407,7 +407,7 @@ static int heap_overflow_realloc_shrink(void) {
     ((unsigned char *)launder(p))[21] = 0x41;
     p = realloc(p, 18);
     free(p);
-    return survived("one byte written past malloc(20), then realloc to 18 and free");
+    return survived("one byte written past malloc(20), then realloc to 18");
 }
 
 static int heap_overflow_large(void) {

@@ -418,12 +418,12 @@ fn heap_overflow_caught_by_realloc_growing_in_place() {
 }
 
 #[test]
-fn heap_overflow_caught_at_free_after_realloc_shrinks_in_place() {
+fn heap_overflow_caught_by_realloc_shrinking_in_place() {
     expect_fault(
         "heap_overflow_realloc_shrink",
         "",
         "heap overflow",
-        "free",
+        "realloc",
         At::Within(32),
     );
 }
