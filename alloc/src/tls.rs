@@ -5,15 +5,26 @@
 //! `libengram_malloc.so`). An initial-exec variable is one `fs:`-relative load.
 //! Stable Rust has no `#[thread_local]` or `tls-model` switch, so on x86_64 Linux the
 //! variable is declared in assembly: 8 bytes of `.tbss`, reached through its
-//! `@GOTTPOFF` slot. The library then needs 8 bytes of static TLS, which glibc
-//! provides for preloaded libraries and, from its surplus, for dlopen'ed ones
-//! (mimalloc's shared library does the same with a larger block).
+//! `@GOTTPOFF` slot.
 //!
 //! The pointer starts null in every thread (`.tbss` is zero-filled) and is set once,
-//! from `thread_local!`, on the thread's first slow-path call; elsewhere [`get`]
-//! always returns null and callers fall back to `thread_local!`.
+//! from `thread_local!`, on the thread's first slow-path call. Without the
+//! `initial-exec-tls` feature, or off x86_64 Linux, [`get`] always returns null
+//! and callers use `thread_local!` alone.
+//!
+//! The price: a library with initial-exec TLS is marked `DF_STATIC_TLS`, and its
+//! whole TLS block (the thread cache, about 15 KiB) must then fit glibc's static
+//! surplus to be dlopen'ed, which it does not. So only `libengram_malloc.so`,
+//! which is preloaded or linked, turns the feature on (Debian's libjemalloc is
+//! built the same way and cannot be dlopen'ed either); a library that may be
+//! dlopen'ed (Python loading `libengram`) keeps it off. In an executable
+//! `thread_local!` is already local-exec and the feature gains nothing.
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(
+    feature = "initial-exec-tls",
+    target_arch = "x86_64",
+    target_os = "linux"
+))]
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
     ".p2align 3",
@@ -29,7 +40,11 @@ core::arch::global_asm!(
 /// This thread's stored pointer, or null if none was stored yet.
 #[inline(always)]
 pub fn get() -> *mut u8 {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(all(
+        feature = "initial-exec-tls",
+        target_arch = "x86_64",
+        target_os = "linux"
+    ))]
     {
         let p: *mut u8;
         // SAFETY: the GOT slot holds the variable's offset from the thread pointer
@@ -45,14 +60,22 @@ pub fn get() -> *mut u8 {
         }
         p
     }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[cfg(not(all(
+        feature = "initial-exec-tls",
+        target_arch = "x86_64",
+        target_os = "linux"
+    )))]
     core::ptr::null_mut()
 }
 
 /// Store `v` as this thread's pointer (a no-op where [`get`] is always null).
 #[inline]
 pub fn set(v: *mut u8) {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[cfg(all(
+        feature = "initial-exec-tls",
+        target_arch = "x86_64",
+        target_os = "linux"
+    ))]
     // SAFETY: as in `get`: the write goes to this thread's own 8-byte variable.
     unsafe {
         core::arch::asm!(
@@ -63,6 +86,10 @@ pub fn set(v: *mut u8) {
             options(nostack, preserves_flags),
         );
     }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[cfg(not(all(
+        feature = "initial-exec-tls",
+        target_arch = "x86_64",
+        target_os = "linux"
+    )))]
     let _ = v;
 }
