@@ -630,6 +630,12 @@ unsafe fn remap(
     guard: usize,
     new_map: usize,
 ) -> Option<(*mut u8, usize)> {
+    if new_map >= HUGE && config().thp {
+        // SAFETY: the caller's guarantees, passed on.
+        if let Some(moved) = unsafe { remap_aligned(p, map, guard, new_map) } {
+            return Some(moved);
+        }
+    }
     // SAFETY: the caller guarantees the mapping; MREMAP_MAYMOVE leaves it intact
     // on failure.
     let q = unsafe { libc::mremap(p.cast(), map, new_map, libc::MREMAP_MAYMOVE) };
@@ -665,6 +671,63 @@ unsafe fn remap(
     }
     st.dropping(guard);
     Some((q, 0))
+}
+
+/// [`remap`] for a block of huge-page size: move it onto a 2 MiB boundary
+/// inside a fresh reservation (MREMAP_FIXED replaces that part of it), keep the
+/// reservation's page after the block as its guard when it had one, and give the
+/// rest back. A plain MREMAP_MAYMOVE lands anywhere, and a misaligned block loses
+/// most of its huge pages. None (mapping untouched) if the kernel refused.
+///
+/// # Safety
+/// As for [`remap`].
+unsafe fn remap_aligned(
+    p: *mut u8,
+    map: usize,
+    guard: usize,
+    new_map: usize,
+) -> Option<(*mut u8, usize)> {
+    let len = new_map.checked_add(guard)?.checked_add(HUGE)?;
+    let res = os::reserve(len);
+    if res.is_null() {
+        return None;
+    }
+    let dst = (res as usize).next_multiple_of(HUGE);
+    // SAFETY: `[dst, dst+new_map)` lies inside our fresh reservation, which
+    // MREMAP_FIXED may replace; the source is the caller's mapping, left intact
+    // if the call fails.
+    let q = unsafe {
+        libc::mremap(
+            p.cast(),
+            map,
+            new_map,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dst as *mut libc::c_void,
+        )
+    };
+    if q == libc::MAP_FAILED {
+        // SAFETY: our own unused reservation.
+        unsafe { os::unmap(res, len) };
+        return None;
+    }
+    let end = res as usize + len;
+    let kept = dst + new_map + guard;
+    // SAFETY: the head and the tail past the guard are unused parts of our
+    // reservation; the old guard (if any) is our PROT_NONE page that stayed behind
+    // when the block moved; the new range is our block, madvise changes no data.
+    unsafe {
+        if dst > res as usize {
+            os::unmap(res, dst - res as usize);
+        }
+        if end > kept {
+            os::unmap(kept as *mut u8, end - kept);
+        }
+        if guard > 0 {
+            os::unmap(p.add(map), guard);
+        }
+        os::advise_huge(dst as *mut u8, new_map);
+    }
+    Some((dst as *mut u8, guard))
 }
 
 /// Grow live block `p` (requested size `old`) to `new` bytes by moving its pages
