@@ -543,6 +543,12 @@ unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
     }
 }
 
+/// The canary fill byte repeated over a word.
+#[inline]
+fn pattern_word(gl: &Globals) -> u64 {
+    u64::from(gl.pattern) * 0x0101_0101_0101_0101
+}
+
 /// Fill the canary window at `q`, `room` bytes before the tail word.
 ///
 /// # Safety
@@ -552,8 +558,7 @@ unsafe fn fill_window(gl: &Globals, q: *mut u8, room: usize) {
     // SAFETY: the caller guarantees the range.
     unsafe {
         if room >= WINDOW {
-            let w = u64::from(gl.pattern) * 0x0101_0101_0101_0101;
-            ptr::write_unaligned(q.cast::<u64>(), w);
+            ptr::write_unaligned(q.cast::<u64>(), pattern_word(gl));
         } else {
             ptr::write_bytes(q, gl.pattern, room);
         }
@@ -569,8 +574,7 @@ unsafe fn window_intact(gl: &Globals, q: *const u8, room: usize) -> bool {
     // SAFETY: the caller guarantees the range.
     unsafe {
         if room >= WINDOW {
-            let w = u64::from(gl.pattern) * 0x0101_0101_0101_0101;
-            ptr::read_unaligned(q.cast::<u64>()) == w
+            ptr::read_unaligned(q.cast::<u64>()) == pattern_word(gl)
         } else {
             bytes_are(q, room, gl.pattern)
         }
@@ -1234,7 +1238,8 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
         return false;
     }
     if gl.cfg.canary {
-        let tail = gl.geom[c].slot as usize - TAIL;
+        let slot = gl.geom[c].slot as usize;
+        let tail = slot - TAIL;
         // The old window is checked whichever way the block moves (an overflow
         // into it is caught here, before the window moves), then the bytes that
         // change hands are zeroed and the window is written at the new size.
@@ -1256,11 +1261,7 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
                 // The bytes leaving the block, and the old window, become slack.
                 ptr::write_bytes(p.add(new), 0, w_end - new);
             }
-            fill_window(gl, p.add(new), tail - new);
-            ptr::write_unaligned(
-                p.add(tail).cast::<u64>(),
-                tail_key(gl, p as usize) ^ new as u64,
-            );
+            write_canary(gl, p, new, slot);
         }
     }
     true

@@ -218,12 +218,36 @@ unsafe fn unmap_block(addr: usize, map: usize, guard: usize) {
     unsafe { os::unmap(addr as *mut u8, map + guard) };
 }
 
+/// Whether a block of `map` bytes asks for transparent huge pages (and so starts
+/// on a 2 MiB boundary, where all its whole 2 MiB extents can be huge pages).
+fn wants_huge(map: usize) -> bool {
+    map >= HUGE && config().thp
+}
+
+/// Unmap what lies outside `[start, start+keep)` of the mapping `[raw, raw+len)`:
+/// the slack an over-sized mapping was made with to align `start`.
+///
+/// # Safety
+/// `[raw, raw+len)` is a mapping of ours, `[start, start+keep)` lies inside it,
+/// and nothing uses the parts outside.
+unsafe fn trim_mapping(raw: *mut u8, len: usize, start: usize, keep: usize) {
+    let (head, end) = (start - raw as usize, start + keep);
+    let tail = raw as usize + len - end;
+    // SAFETY: the caller's guarantees: both ranges are unused parts of our mapping.
+    unsafe {
+        if head > 0 {
+            os::unmap(raw, head);
+        }
+        if tail > 0 {
+            os::unmap(end as *mut u8, tail);
+        }
+    }
+}
+
 /// Map a new block of `map` RW bytes aligned to `align`, followed by `guard` bytes
 /// of guard.
 fn map_new(map: usize, align: usize, guard: usize) -> *mut u8 {
-    // Huge-page-sized blocks start on a huge-page boundary, so that all their
-    // whole 2 MiB extents can be backed by huge pages.
-    let huge = map >= HUGE && config().thp;
+    let huge = wants_huge(map);
     let align = if huge { align.max(HUGE) } else { align };
     let extra = if align > PAGE { align } else { 0 };
     let Some(len) = map.checked_add(guard).and_then(|l| l.checked_add(extra)) else {
@@ -234,17 +258,10 @@ fn map_new(map: usize, align: usize, guard: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let start = (raw as usize).next_multiple_of(align.max(PAGE));
-    let head = start - raw as usize;
-    let tail = len - head - map - guard;
-    // SAFETY: `[raw, raw+len)` is the mapping just made; head and tail trimming and
-    // the guard stay inside it and nothing uses those parts.
+    // SAFETY: `[raw, raw+len)` is the mapping just made; the block and its guard
+    // stay inside it and nothing uses the rest.
     unsafe {
-        if head > 0 {
-            os::unmap(raw, head);
-        }
-        if tail > 0 {
-            os::unmap((start + map + guard) as *mut u8, tail);
-        }
+        trim_mapping(raw, len, start, map + guard);
         if guard > 0 && !os::protect_none((start + map) as *mut u8, guard) {
             os::unmap(start as *mut u8, map + guard);
             return ptr::null_mut();
@@ -630,7 +647,7 @@ unsafe fn remap(
     guard: usize,
     new_map: usize,
 ) -> Option<(*mut u8, usize)> {
-    if new_map >= HUGE && config().thp {
+    if wants_huge(new_map) {
         // SAFETY: the caller's guarantees, passed on.
         if let Some(moved) = unsafe { remap_aligned(p, map, guard, new_map) } {
             return Some(moved);
@@ -710,18 +727,11 @@ unsafe fn remap_aligned(
         unsafe { os::unmap(res, len) };
         return None;
     }
-    let end = res as usize + len;
-    let kept = dst + new_map + guard;
-    // SAFETY: the head and the tail past the guard are unused parts of our
-    // reservation; the old guard (if any) is our PROT_NONE page that stayed behind
-    // when the block moved; the new range is our block, madvise changes no data.
+    // SAFETY: outside the block and its guard the reservation is unused; the old
+    // guard (if any) is our PROT_NONE page that stayed behind when the block
+    // moved; the new range is our block, madvise changes no data.
     unsafe {
-        if dst > res as usize {
-            os::unmap(res, dst - res as usize);
-        }
-        if end > kept {
-            os::unmap(kept as *mut u8, end - kept);
-        }
+        trim_mapping(res, len, dst, new_map + guard);
         if guard > 0 {
             os::unmap(p.add(map), guard);
         }

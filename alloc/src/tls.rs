@@ -25,27 +25,22 @@
     target_arch = "x86_64",
     target_os = "linux"
 ))]
-core::arch::global_asm!(
-    ".pushsection .tbss,\"awT\",@nobits",
-    ".p2align 3",
-    ".globl engram_tc_ptr",
-    ".hidden engram_tc_ptr",
-    ".type engram_tc_ptr, @object",
-    ".size engram_tc_ptr, 8",
-    "engram_tc_ptr:",
-    ".zero 8",
-    ".popsection",
-);
+mod imp {
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl engram_tc_ptr",
+        ".hidden engram_tc_ptr",
+        ".type engram_tc_ptr, @object",
+        ".size engram_tc_ptr, 8",
+        "engram_tc_ptr:",
+        ".zero 8",
+        ".popsection",
+    );
 
-/// This thread's stored pointer, or null if none was stored yet.
-#[inline(always)]
-pub fn get() -> *mut u8 {
-    #[cfg(all(
-        feature = "initial-exec-tls",
-        target_arch = "x86_64",
-        target_os = "linux"
-    ))]
-    {
+    /// This thread's stored pointer, or null if none was stored yet.
+    #[inline(always)]
+    pub fn get() -> *mut u8 {
         let p: *mut u8;
         // SAFETY: the GOT slot holds the variable's offset from the thread pointer
         // (the dynamic linker fills it at load time), and `fs:` addresses this
@@ -60,36 +55,38 @@ pub fn get() -> *mut u8 {
         }
         p
     }
-    #[cfg(not(all(
-        feature = "initial-exec-tls",
-        target_arch = "x86_64",
-        target_os = "linux"
-    )))]
-    core::ptr::null_mut()
+
+    /// Store `v` as this thread's pointer.
+    #[inline]
+    pub fn set(v: *mut u8) {
+        // SAFETY: as in `get`: the write goes to this thread's own 8-byte variable.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + engram_tc_ptr@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
 }
 
-/// Store `v` as this thread's pointer (a no-op where [`get`] is always null).
-#[inline]
-pub fn set(v: *mut u8) {
-    #[cfg(all(
-        feature = "initial-exec-tls",
-        target_arch = "x86_64",
-        target_os = "linux"
-    ))]
-    // SAFETY: as in `get`: the write goes to this thread's own 8-byte variable.
-    unsafe {
-        core::arch::asm!(
-            "mov {t}, qword ptr [rip + engram_tc_ptr@GOTTPOFF]",
-            "mov qword ptr fs:[{t}], {v}",
-            t = out(reg) _,
-            v = in(reg) v,
-            options(nostack, preserves_flags),
-        );
+#[cfg(not(all(
+    feature = "initial-exec-tls",
+    target_arch = "x86_64",
+    target_os = "linux"
+)))]
+mod imp {
+    /// Always null: callers use `thread_local!` alone.
+    #[inline(always)]
+    pub fn get() -> *mut u8 {
+        core::ptr::null_mut()
     }
-    #[cfg(not(all(
-        feature = "initial-exec-tls",
-        target_arch = "x86_64",
-        target_os = "linux"
-    )))]
-    let _ = v;
+
+    /// Nothing to store.
+    #[inline]
+    pub fn set(_: *mut u8) {}
 }
+
+pub use imp::{get, set};
