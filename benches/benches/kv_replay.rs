@@ -35,24 +35,26 @@ const MAX_CTX: usize = 32_768;
 const MAX_BATCH: usize = 32;
 const POOL: usize = 2 << 30;
 
+/// Tokens per page in both layouts (64 KiB per-tensor pages, 512 KiB token-major).
+const TOKENS_PER_PAGE: usize = 32;
+
 fn config(layout: Layout) -> Config {
-    Config {
+    let mut c = Config {
         layers: 4,
         kv_heads: 8,
         head_dim: 128,
         elem_bytes: 2,
         max_batch: MAX_BATCH,
         max_ctx: MAX_CTX,
-        page_size: match layout {
-            Layout::PerTensor => 64 << 10,
-            Layout::TokenMajor => 512 << 10,
-        },
+        page_size: 0,
         pool_bytes: POOL,
         low_watermark: 0,
         high_watermark: 0,
         try_huge: false,
         layout,
-    }
+    };
+    c.page_size = c.page_size_for(TOKENS_PER_PAGE).expect("page size");
+    c
 }
 
 fn requests() -> Vec<TraceRequest> {

@@ -675,6 +675,24 @@ impl<B: Backend> KvCache<B> {
         e
     }
 
+    /// Every group the prefix cache returned for sharing must hold data: live in
+    /// some request, or cached. Anything else is a bookkeeping bug, reported
+    /// before the operation changes anything.
+    fn check_shareable(&self, hits: &[u32]) -> Result<(), Error> {
+        let bad = hits.iter().any(|&g| {
+            !matches!(
+                self.groups[g as usize].state,
+                GState::Cached | GState::Live { .. }
+            )
+        });
+        if bad {
+            return Err(Error::Config(
+                "internal: hashed page neither live nor cached",
+            ));
+        }
+        Ok(())
+    }
+
     /// Record group `g` (live or cached, its pages already mapped by the caller) at
     /// position `j` of `slot`: one more reference (a cached group leaves the LRU),
     /// and the spare page the map replaced there goes back to the free set.
@@ -811,16 +829,7 @@ impl<B: Backend> KvCache<B> {
         let slot = self.pick_slot(need)?;
         let pairs: Vec<(usize, u32)> = hits.iter().copied().enumerate().collect();
         self.check_map_budget(count_runs(&pairs))?;
-        if hits.iter().any(|&g| {
-            !matches!(
-                self.groups[g as usize].state,
-                GState::Cached | GState::Live { .. }
-            )
-        }) {
-            return Err(Error::Config(
-                "internal: hashed page neither live nor cached",
-            ));
-        }
+        self.check_shareable(&hits)?;
         // Map first: a backend failure leaves the bookkeeping as it was.
         self.map_pairs(slot, &pairs)?;
         for (j, &g) in hits.iter().enumerate() {
@@ -1187,16 +1196,7 @@ impl<B: Backend> KvCache<B> {
             .take(n)
             .map_while(|h| self.prefix.get(h).copied())
             .collect();
-        if hits.iter().any(|&g| {
-            !matches!(
-                self.groups[g as usize].state,
-                GState::Cached | GState::Live { .. }
-            )
-        }) {
-            return Err(Error::Config(
-                "internal: hashed page neither live nor cached",
-            ));
-        }
+        self.check_shareable(&hits)?;
         let k = hits.len();
         let slot = self.pick_slot(n - k)?;
         // Pin the cached hits: out of the LRU so taking groups cannot evict them.

@@ -73,6 +73,35 @@ impl Config {
         }
     }
 
+    /// Bytes of one token's K (or V) in one layer.
+    fn kv_bytes(&self) -> Result<usize, Error> {
+        self.kv_heads
+            .checked_mul(self.head_dim)
+            .and_then(|b| b.checked_mul(self.elem_bytes))
+            .ok_or(Error::Config("one token's bytes overflow"))
+    }
+
+    /// Bytes one token takes in one page: its K or V of one layer (per-tensor),
+    /// or K and V of every layer (token-major).
+    pub fn token_bytes(&self) -> Result<usize, Error> {
+        let kv = self.kv_bytes()?;
+        match self.layout {
+            Layout::PerTensor => Ok(kv),
+            Layout::TokenMajor => self
+                .layers
+                .checked_mul(2)
+                .and_then(|n| kv.checked_mul(n))
+                .ok_or(Error::Config("one token's bytes overflow")),
+        }
+    }
+
+    /// The page size that holds `tokens` tokens in this layout.
+    pub fn page_size_for(&self, tokens: usize) -> Result<usize, Error> {
+        self.token_bytes()?
+            .checked_mul(tokens)
+            .ok_or(Error::Config("page size overflows"))
+    }
+
     /// Check the relations and derive the geometry.
     pub fn geometry(&self) -> Result<Geometry, Error> {
         if self.layers == 0 || self.kv_heads == 0 || self.head_dim == 0 || self.elem_bytes == 0 {
@@ -91,19 +120,11 @@ impl Config {
         if self.low_watermark > self.high_watermark {
             return Err(Error::Config("low_watermark exceeds high_watermark"));
         }
-        let kv_bytes = self
-            .kv_heads
-            .checked_mul(self.head_dim)
-            .and_then(|b| b.checked_mul(self.elem_bytes))
-            .ok_or(Error::Config("one token's bytes overflow"))?;
-        let (tensors, token_bytes) = match self.layout {
-            Layout::PerTensor => (2 * self.layers, kv_bytes),
-            Layout::TokenMajor => (
-                1,
-                kv_bytes
-                    .checked_mul(2 * self.layers)
-                    .ok_or(Error::Config("one token's bytes overflow"))?,
-            ),
+        let kv_bytes = self.kv_bytes()?;
+        let token_bytes = self.token_bytes()?;
+        let tensors = match self.layout {
+            Layout::PerTensor => 2 * self.layers,
+            Layout::TokenMajor => 1,
         };
         if self.page_size % token_bytes != 0 {
             return Err(Error::Config(
@@ -220,5 +241,25 @@ impl Geometry {
     /// Max context in tokens after rounding to pages.
     pub fn max_tokens(&self) -> usize {
         self.pages_per_slot * self.tokens_per_page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_for_matches_the_geometry_in_both_layouts() {
+        for layout in [Layout::PerTensor, Layout::TokenMajor] {
+            let mut c = Config::llama3_8b(2, 1024, 0, 1 << 30);
+            c.layout = layout;
+            c.page_size = c.page_size_for(16).unwrap();
+            let want = match layout {
+                Layout::PerTensor => 16 * 8 * 128 * 2,
+                Layout::TokenMajor => 16 * 8 * 128 * 2 * 2 * 32,
+            };
+            assert_eq!(c.page_size, want);
+            assert_eq!(c.geometry().unwrap().tokens_per_page, 16);
+        }
     }
 }

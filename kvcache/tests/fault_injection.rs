@@ -111,25 +111,23 @@ impl Backend for Faulty {
 }
 
 fn config(layout: Layout) -> Config {
-    let page_size = match layout {
-        Layout::PerTensor => TOKENS_PER_PAGE * KV_BYTES,
-        Layout::TokenMajor => TOKENS_PER_PAGE * KV_BYTES * 2 * LAYERS,
-    };
-    Config {
+    let mut c = Config {
         layers: LAYERS,
         kv_heads: 4,
         head_dim: 32,
         elem_bytes: 4,
         max_batch: 4,
         max_ctx: 64,
-        page_size,
+        page_size: 0,
         // 20 page groups.
         pool_bytes: 20 * TOKENS_PER_PAGE * KV_BYTES * 2 * LAYERS,
         low_watermark: 2,
         high_watermark: 4,
         try_huge: false,
         layout,
-    }
+    };
+    c.page_size = c.page_size_for(TOKENS_PER_PAGE).unwrap();
+    c
 }
 
 fn cache(layout: Layout, plan: Arc<Plan>) -> KvCache<Faulty> {

@@ -16,25 +16,22 @@ const TOKEN_BYTES: usize = 4 * 32 * 4; // kv_heads * head_dim * f32 = 512 B: 8 t
 /// The cache under test. Token-major packs K and V of the one layer into one 8 KiB
 /// page, so both layouts hold 8 tokens per page and 14 page groups.
 fn new_cache(layout: Layout) -> KvCache<HostBackend> {
-    let page_size = match layout {
-        Layout::PerTensor => 4096,
-        Layout::TokenMajor => 8192,
-    };
-    host_cache(Config {
+    let mut c = Config {
         layers: 1,
         kv_heads: 4,
         head_dim: 32,
         elem_bytes: 4,
         max_batch: 4,
         max_ctx: 64,
-        page_size,
+        page_size: 0,
         pool_bytes: 14 * 4096 * 2,
         low_watermark: 3,
         high_watermark: 6,
         try_huge: false,
         layout,
-    })
-    .unwrap()
+    };
+    c.page_size = c.page_size_for(8).unwrap();
+    host_cache(c).unwrap()
 }
 
 #[derive(Debug, Clone)]

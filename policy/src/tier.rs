@@ -47,6 +47,14 @@ impl TierCost {
     pub fn write(&self, bytes: u64) -> f64 {
         self.write_ns + self.write_ns_per_byte * bytes as f64
     }
+    /// Latency of serving a read or a write of `bytes` from this tier, in ns.
+    pub fn access(&self, bytes: u64, write: bool) -> f64 {
+        if write {
+            self.write(bytes)
+        } else {
+            self.read(bytes)
+        }
+    }
     /// DRAM: 190 ns, 13 GB/s (measured, see the module docs).
     pub const DRAM: TierCost = TierCost {
         read_ns: 190.0,
@@ -94,21 +102,12 @@ impl Default for CostModel {
 impl CostModel {
     /// Latency of a hit in the fast tier.
     pub fn hit(&self, bytes: u64, write: bool) -> f64 {
-        if write {
-            self.fast.write(bytes)
-        } else {
-            self.fast.read(bytes)
-        }
+        self.fast.access(bytes, write)
     }
     /// Latency of a miss: served by the backing tier, then (if `admitted`)
     /// copied into the fast tier before the request completes.
     pub fn miss(&self, bytes: u64, write: bool, admitted: bool) -> f64 {
-        let serve = if write {
-            self.backing.write(bytes)
-        } else {
-            self.backing.read(bytes)
-        };
-        serve
+        self.backing.access(bytes, write)
             + if admitted {
                 self.fast.write(bytes)
             } else {

@@ -74,14 +74,6 @@ impl TieredResult {
     }
 }
 
-fn serve(cost: &TierCost, bytes: u64, write: bool) -> f64 {
-    if write {
-        cost.write(bytes)
-    } else {
-        cost.read(bytes)
-    }
-}
-
 /// Replay `reqs` through `tiers` (fastest first, each with its policy) over
 /// `backing`; `costs[k]` prices tier `k`. `check` verifies after every
 /// request that no tier is over capacity, that no object is resident in two
@@ -144,12 +136,12 @@ pub fn simulate_tiers(
         let above = match found {
             Some(k) => {
                 r.hits[k] += 1;
-                ns = serve(&costs[k], bytes, write);
+                ns = costs[k].access(bytes, write);
                 k
             }
             None => {
                 r.backing_hits += 1;
-                ns = serve(backing, bytes, write);
+                ns = backing.access(bytes, write);
                 n
             }
         };

@@ -57,24 +57,22 @@ const TOKENS_PER_PAGE: usize = 4096 / TOKEN_BYTES;
 /// The cache every input runs on, in `layout`: both hold 16 tokens per page and 24
 /// page groups (a token-major page carries both layers' K and V: 16 KiB).
 pub fn config(layout: Layout) -> Config {
-    let page_size = match layout {
-        Layout::PerTensor => 4096,
-        Layout::TokenMajor => 4096 * 2 * LAYERS,
-    };
-    Config {
+    let mut c = Config {
         layers: LAYERS,
         kv_heads: 2,
         head_dim: 32,
         elem_bytes: 4,
         max_batch: 4,
         max_ctx: MAX_CTX,
-        page_size,
+        page_size: 0,
         pool_bytes: 24 * 4096 * 2 * LAYERS,
         low_watermark: 3,
         high_watermark: 6,
         try_huge: false,
         layout,
-    }
+    };
+    c.page_size = c.page_size_for(TOKENS_PER_PAGE).expect("page size");
+    c
 }
 
 /// The op kinds (`opcode % 12`) of the complete ops in `data`, in order.
