@@ -4,7 +4,8 @@
 //! user memory, and is exercised as is by the loom and unit tests.
 //!
 //! ```text
-//!  Central (per class, under the class lock)
+//!  Central (per class and arena, under the arena's lock; slab indices are
+//!  relative to the arena's first slab)
 //!   head ─► slab 7 ─► slab 2 ─► slab 9 ─► slab 4 ◄─ tail
 //!           partial   partial   empty     empty, decommitted
 //!
@@ -30,7 +31,7 @@ const DECOMMITTED: u32 = 1;
 /// Per-slab bookkeeping, stored out of band in the metadata region.
 #[repr(C)]
 pub struct SlabMeta {
-    /// Free slots in the bitmap. Changed under the class lock.
+    /// Free slots in the bitmap. Changed under the arena lock.
     pub free: u32,
     /// Slots at or above this index were never handed out since the last commit or
     /// decommit. Written under the lock; read racily only to word a fault report.
@@ -82,7 +83,7 @@ pub struct Claimed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Corrupt;
 
-/// The class's list heads and counters. Lives inside the class lock.
+/// An arena's list heads and counters. Lives inside the arena's lock.
 pub struct Central {
     head: u32,
     tail: u32,

@@ -8,6 +8,9 @@
 pub const TCACHE_MAX: usize = 64;
 /// Hard upper bound of per-thread quarantine slots (the TLS array size).
 pub const QUARANTINE_MAX: usize = 256;
+/// Hard upper bound of arenas per size class (each owns an equal share of the
+/// class region).
+pub const MAX_ARENAS: usize = 8;
 
 /// The allocator's switches. Read once at init, never changed afterwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +28,11 @@ pub struct Config {
     pub random: bool,
     /// Per-thread cache entries per size class (at most [`TCACHE_MAX`]).
     pub tcache: usize,
-    /// Empty slabs kept committed per class before MADV_DONTNEED.
+    /// Empty slabs kept committed per class and arena before MADV_DONTNEED.
     pub decommit: usize,
+    /// Arenas per size class (rounded up to a power of two, at most
+    /// [`MAX_ARENAS`]); 0 = one per CPU the process may run on.
+    pub arenas: usize,
     /// Bytes of freed large blocks kept mapped for reuse.
     pub large_cache: usize,
     /// Blocks of 2 MiB and more start on a 2 MiB boundary and ask for transparent
@@ -48,6 +54,7 @@ impl Config {
         random: true,
         tcache: TCACHE_MAX,
         decommit: 2,
+        arenas: 0,
         large_cache: 64 << 20,
         thp: true,
         stats: false,
@@ -71,6 +78,7 @@ impl Config {
                 b"random" => c.random = val != 0,
                 b"tcache" => c.tcache = val.min(TCACHE_MAX as u64) as usize,
                 b"decommit" => c.decommit = val.min(1 << 20) as usize,
+                b"arenas" => c.arenas = val.min(MAX_ARENAS as u64) as usize,
                 b"large_cache" => c.large_cache = val.min(1 << 40) as usize,
                 b"thp" => c.thp = val != 0,
                 b"stats" => c.stats = val != 0,
@@ -130,12 +138,13 @@ mod tests {
     #[test]
     fn parses_every_key() {
         let c = Config::parse(
-            b"guard=0,quarantine=10,zero=0,canary=0,random=0,tcache=8,decommit=5,large_cache=2M,thp=0,stats_fd=7",
+            b"guard=0,quarantine=10,zero=0,canary=0,random=0,tcache=8,decommit=5,arenas=3,large_cache=2M,thp=0,stats_fd=7",
         );
         assert!(!c.guard && !c.zero && !c.canary && !c.random);
         assert_eq!(c.quarantine, 10);
         assert_eq!(c.tcache, 8);
         assert_eq!(c.decommit, 5);
+        assert_eq!(c.arenas, 3);
         assert_eq!(c.large_cache, 2 << 20);
         assert!(!c.thp);
         assert!(c.stats);
@@ -145,11 +154,12 @@ mod tests {
     #[test]
     fn bad_items_keep_defaults_and_values_are_clamped() {
         let c = Config::parse(
-            b"guard=x,,=3,bogus=1,quarantine=99999, tcache = 1000 ,large_cache=9999999999999G",
+            b"guard=x,,=3,bogus=1,quarantine=99999, tcache = 1000 ,arenas=99,large_cache=9999999999999G",
         );
         assert!(c.guard);
         assert_eq!(c.quarantine, QUARANTINE_MAX);
         assert_eq!(c.tcache, TCACHE_MAX);
+        assert_eq!(c.arenas, MAX_ARENAS);
         assert_eq!(c.large_cache, Config::DEFAULT.large_cache);
     }
 }

@@ -8,26 +8,32 @@
 //!  metadata region (separate mapping, never next to user memory)
 //!   per class: SlabMeta[max_slabs] · free bitmap[max_slabs][words] · live bitmap[...]
 //!
-//!  per thread (TLS, out of band): cache[class][<=64] of u32 slot offsets
+//!  per class: arenas[0..A] (A = CPUs, a power of two, at most 8), each owning an
+//!             equal run of the class's slabs, each with its own lock and free lists
+//!
+//!  per thread (TLS, out of band): arena index (round robin at the thread's start)
+//!                                 cache[class][<=64] of u32 slot offsets
 //!                                 quarantine[<=256] of freed addresses
 //! ```
 //!
 //! malloc pops a slot offset from the thread's cache, sets the slot's live bit (one
 //! atomic RMW), checks the slot is still zero if it was used before, and writes the
-//! canary. free finds class, slab and slot by arithmetic on the address, clears the
-//! live bit (a clear bit found clear is a double free: deterministic, whichever
-//! thread frees), checks the canary, zeroes the slot, and puts it in the quarantine;
-//! what the quarantine evicts goes to the thread's cache, and a full cache flushes
-//! half its entries to the class's central state under the class lock. A cross-thread
-//! free costs the same as a local one: slots are not owned by threads, so the freeing
-//! thread's cache takes it and the batch flush returns it to its slab.
+//! canary; an empty cache refills from the thread's arena. free finds class, slab
+//! and slot by arithmetic on the address, clears the live bit (a clear bit found
+//! clear is a double free: deterministic, whichever thread frees), checks the
+//! canary, zeroes the slot, and puts it in the quarantine; what the quarantine
+//! evicts goes to the thread's cache, and a full cache flushes half its entries,
+//! each to the arena that owns its slab (found from the address), under that
+//! arena's lock only. A cross-thread free costs the same as a local one: the
+//! freeing thread's cache takes it without a lock, and the batch flush returns it to
+//! its owning arena; no lock is shared by the whole class or process.
 
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicU64, AtomicUsize};
 
 use crate::central::{Central, Claimed, SlabMeta, Slabs};
-use crate::config::{Config, QUARANTINE_MAX, TCACHE_MAX};
+use crate::config::{Config, MAX_ARENAS, QUARANTINE_MAX, TCACHE_MAX};
 use crate::fault::{Fault, Line, Op, fatal};
 use crate::size_class::{
     MAX_SMALL, NCLASS, REGION_SHIFT, class_of, slab_bytes, slot_size, slots_per_slab, stride_shift,
@@ -88,6 +94,8 @@ struct Geom {
     /// log2 of the slab stride: `slab = offset >> shift`.
     shift: u32,
     max_slabs: u32,
+    /// log2 of the slabs each arena owns: arena = `slab >> arena_shift`.
+    arena_shift: u32,
     /// Per-class thread-cache capacity.
     cap: u32,
     slot_div: Magic,
@@ -111,6 +119,8 @@ struct Globals {
     small_max: usize,
     /// Bytes reserved per slot for the tail canary (0 or 8).
     extra: usize,
+    /// Arenas per class in use (a power of two, at most `MAX_ARENAS`).
+    arenas: u32,
     secret: u64,
     pattern: u8,
     cfg: Config,
@@ -130,6 +140,7 @@ const GEOM0: Geom = Geom {
     slab_bytes: 0,
     shift: 20,
     max_slabs: 0,
+    arena_shift: 0,
     cap: 1,
     slot_div: Magic { m: 0, s: 0 },
     meta: ptr::null_mut(),
@@ -143,6 +154,7 @@ static G: GlobalCell = GlobalCell(UnsafeCell::new(Globals {
     span: 0,
     small_max: 0,
     extra: 0,
+    arenas: 1,
     secret: 0,
     pattern: 0,
     cfg: Config::DEFAULT,
@@ -162,20 +174,55 @@ fn g() -> &'static Globals {
     unsafe { &*G.0.get() }
 }
 
-/// One class's lock and the count of committed slabs readable without it.
-struct Class {
+/// One arena of a class: it owns `1 << arena_shift` consecutive slabs of the class
+/// region, and its lock guards their free bitmaps and list. Slots always go back to
+/// the arena that owns their slab, whichever thread frees them. Padded to a cache
+/// line so that two arenas' locks never share one.
+#[repr(align(64))]
+struct Arena {
     central: SpinLock<Central>,
-    /// Mirrors `Central::nslabs`; stored with Release after a slab is committed,
-    /// loaded with Acquire by free to tell a committed slot from a wild pointer.
+    /// Mirrors `Central::nslabs` (slabs committed from the arena's first one);
+    /// stored with Release after a slab is committed, loaded with Acquire by free to
+    /// tell a committed slot from a wild pointer.
     committed: AtomicU32,
 }
 
-#[allow(clippy::declare_interior_mutable_const)] // used only to build the array below
-const CLASS0: Class = Class {
+/// A class: its arenas (only the first `Globals::arenas` are used).
+struct Class {
+    arenas: [Arena; MAX_ARENAS],
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // used only to build the arrays below
+const ARENA0: Arena = Arena {
     central: SpinLock::new(Central::new()),
     committed: AtomicU32::new(0),
 };
+#[allow(clippy::declare_interior_mutable_const)]
+const CLASS0: Class = Class {
+    arenas: [ARENA0; MAX_ARENAS],
+};
 static CLASSES: [Class; NCLASS] = [CLASS0; NCLASS];
+/// Round-robin arena assignment of new threads.
+static NEXT_ARENA: AtomicU32 = AtomicU32::new(0);
+
+/// The arena owning slab `slab` (a class-region slab index).
+#[inline]
+fn arena_of(gm: &Geom, slab: u32) -> usize {
+    // `slab < max_slabs`, so the shifted index is below the arena count (at most
+    // MAX_ARENAS, a power of two); the mask only spares the bounds check.
+    (slab >> gm.arena_shift) as usize & (MAX_ARENAS - 1)
+}
+
+/// First slab of arena `a` and how many slabs it may commit (0 past the region).
+#[inline]
+fn arena_range(gm: &Geom, a: usize) -> (u32, u32) {
+    let first = (a as u64) << gm.arena_shift;
+    if first >= u64::from(gm.max_slabs) {
+        return (gm.max_slabs, 0);
+    }
+    let first = first as u32;
+    (first, (1u32 << gm.arena_shift).min(gm.max_slabs - first))
+}
 
 /// Counters for `stats()` and the report line. Updated on slow paths only.
 pub(crate) struct Counters {
@@ -219,6 +266,8 @@ const T_BYPASS: u8 = 2;
 struct ThreadCache {
     state: u8,
     rng: u64,
+    /// The arena this thread's refills come from.
+    arena: u8,
     count: [u8; NCLASS],
     slots: [[u32; TCACHE_MAX]; NCLASS],
     qlen: usize,
@@ -236,6 +285,7 @@ thread_local! {
         UnsafeCell::new(ThreadCache {
             state: T_UNINIT,
             rng: 0,
+            arena: 0,
             count: [0; NCLASS],
             slots: [[0; TCACHE_MAX]; NCLASS],
             qlen: 0,
@@ -405,6 +455,15 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
         }
         rshift -= 2;
     };
+    let want = if cfg.arenas == 0 {
+        os::cpu_count()
+    } else {
+        cfg.arenas
+    };
+    let arenas = want
+        .clamp(1, MAX_ARENAS)
+        .next_power_of_two()
+        .min(MAX_ARENAS) as u32;
     for (c, &(meta_off, free_off, live_off, max_slabs)) in plan.iter().enumerate() {
         let nslots = slots_per_slab(c, guard);
         let by_bytes = ((256 << 10) / slot_size(c)).max(4);
@@ -415,6 +474,11 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
             slab_bytes: slab_bytes(c, guard) as u32,
             shift: stride_shift(c),
             max_slabs,
+            // `max_slabs` is a power of two; each arena owns an equal share (one
+            // slab each when there are fewer slabs than arenas).
+            arena_shift: max_slabs
+                .trailing_zeros()
+                .saturating_sub(arenas.trailing_zeros()),
             cap: cfg.tcache.min(by_bytes).max(1) as u32,
             slot_div: Magic::new(slot_size(c) as u64),
             meta: meta.wrapping_add(meta_off).cast(),
@@ -427,6 +491,7 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
     // Never 0, 0xff or ASCII, so a stray string or memset is not mistaken for it.
     gl.pattern = 0x80 | (secret >> 58) as u8;
     gl.extra = if cfg.canary { TAIL } else { 0 };
+    gl.arenas = arenas;
     gl.small_max = MAX_SMALL - gl.extra;
     gl.cfg = cfg;
     gl.rshift = rshift;
@@ -484,7 +549,9 @@ fn locate(off: usize) -> Result<Slot, Fault> {
     let gm = &gl.geom[c];
     let slab = ro >> gm.shift;
     let in_slab = ro & ((1 << gm.shift) - 1);
-    if slab >= CLASSES[c].committed.load(Ordering::Acquire) || in_slab >= gm.slab_bytes {
+    let rel = slab & ((1 << gm.arena_shift) - 1);
+    let arena = &CLASSES[c].arenas[arena_of(gm, slab)];
+    if rel >= arena.committed.load(Ordering::Acquire) || in_slab >= gm.slab_bytes {
         return Err(Fault::InvalidPointer);
     }
     let index = gm.slot_div.div(in_slab);
@@ -860,7 +927,9 @@ pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
         if c2 != c && (c == 0 || slot_size(c2) % align != 0) {
             continue;
         }
-        if claim(c2, &mut one, os::random_u64()) == 1 {
+        // SAFETY: this thread's cache (its arena field is read only).
+        let arena = unsafe { (*t).arena } as usize;
+        if claim(c2, arena, &mut one, os::random_u64()) == 1 {
             COUNTERS.allocs.fetch_add(1, Ordering::Relaxed);
             return finish(gl, c2, encode(gl, c2, one[0]), size);
         }
@@ -878,52 +947,77 @@ fn encode(gl: &Globals, c: usize, cl: Claimed) -> u32 {
     (cl.slab << gm.shift) + cl.slot * gm.slot + if cl.fresh { FRESH } else { 0 }
 }
 
-fn slabs_view(gm: &Geom) -> Slabs<'static> {
+/// The metadata of arena `a`'s slabs: its own share of the class's arrays, with
+/// slab indices relative to its first slab.
+fn slabs_view(gm: &Geom, a: usize) -> Slabs<'static> {
+    let (first, n) = arena_range(gm, a);
+    let (first, n, words) = (first as usize, n as usize, gm.words as usize);
     // SAFETY: the class's metadata arrays are reserved for `max_slabs` slabs for the
-    // life of the process, and this view is used only under the class lock, which
-    // makes it the only access to them (free reads only the atomic `frontier`).
+    // life of the process and `first + n <= max_slabs`. Arenas own disjoint slab
+    // ranges and this view is used only under arena `a`'s lock, which makes it the
+    // only access to them (free reads only the atomic `frontier`).
     unsafe {
         Slabs {
-            meta: core::slice::from_raw_parts_mut(gm.meta, gm.max_slabs as usize),
-            bits: core::slice::from_raw_parts_mut(
-                gm.free_bits,
-                gm.max_slabs as usize * gm.words as usize,
-            ),
-            words: gm.words as usize,
+            meta: core::slice::from_raw_parts_mut(gm.meta.add(first), n),
+            bits: core::slice::from_raw_parts_mut(gm.free_bits.add(first * words), n * words),
+            words,
             nslots: gm.nslots,
         }
     }
 }
 
-/// Claim up to `out.len()` slots of class `c` from the central state.
-fn claim(c: usize, out: &mut [Claimed], rng: u64) -> usize {
+/// Claim up to `out.len()` slots of class `c`, from arena `a` or, when its share
+/// of the region is full (or the OS refused to commit), from the next arena that
+/// has any. Claimed slab indices are class-region indices.
+fn claim(c: usize, a: usize, out: &mut [Claimed], rng: u64) -> usize {
+    let n = g().arenas as usize;
+    for k in 0..n {
+        let got = claim_in(c, (a + k) % n, out, rng);
+        if got > 0 {
+            return got;
+        }
+    }
+    0
+}
+
+fn claim_in(c: usize, a: usize, out: &mut [Claimed], rng: u64) -> usize {
     let gl = g();
     let gm = &gl.geom[c];
-    let mut central = CLASSES[c].central.lock();
-    let mut view = slabs_view(gm);
-    let got = central.claim(&mut view, out, rng, |idx| {
-        let start = (gl.base + (c << gl.rshift) + ((idx as usize) << gm.shift)) as *mut u8;
-        // SAFETY: slab `idx` lies inside the class region we reserved (`idx <
-        // max_slabs`) and is not yet committed; class 0 stays inaccessible.
+    let arena = &CLASSES[c].arenas[a];
+    let (first, _) = arena_range(gm, a);
+    let mut central = arena.central.lock();
+    let mut view = slabs_view(gm, a);
+    let got = central.claim(&mut view, out, rng, |rel| {
+        let idx = (first + rel) as usize;
+        let start = (gl.base + (c << gl.rshift) + (idx << gm.shift)) as *mut u8;
+        // SAFETY: slab `idx` lies inside the class region we reserved (the view
+        // ends at `max_slabs`) and is not yet committed; class 0 stays
+        // inaccessible.
         if c != 0 && !unsafe { os::commit(start, gm.slab_bytes as usize) } {
             return false;
         }
-        CLASSES[c].committed.store(idx + 1, Ordering::Release);
+        arena.committed.store(rel + 1, Ordering::Release);
         COUNTERS
             .committed
             .fetch_add(gm.slab_bytes as usize, Ordering::Relaxed);
         true
     });
     drop(central);
+    for cl in &mut out[..got] {
+        cl.slab += first;
+    }
     add_in_use(got * gm.slot as usize);
     got
 }
 
-/// Return slots (region offsets) of class `c` to the central state.
+/// Return slots (region offsets) of class `c` to the arenas owning their slabs,
+/// each under its own lock: a remote free goes back to its owner, never through a
+/// lock shared by the whole class.
 fn release(c: usize, offs: &[u32]) {
     let gl = g();
     let gm = &gl.geom[c];
-    let keep = gl.cfg.decommit as u32;
+    // The class's budget of empty slabs kept committed, shared by its arenas.
+    let keep = (gl.cfg.decommit as u32).div_ceil(gl.arenas);
     if gm.slot as usize >= BIG_SLOT && c != 0 {
         // A big slot going back to its slab gives its whole pages back to the OS:
         // segregated classes cannot reuse it for other sizes, so keeping it
@@ -937,23 +1031,34 @@ fn release(c: usize, offs: &[u32]) {
             unsafe { os::decommit(start as *mut u8, end - start) };
         }
     }
-    let mut central = CLASSES[c].central.lock();
-    let mut view = slabs_view(gm);
+    let mut owners = 0u32;
     for &off in offs {
-        let (slab, index) = split(gm, off & !FRESH);
-        match central.release(&mut view, slab, index, keep) {
-            Ok(None) => {}
-            Ok(Some(s)) => {
-                decommit_slab(gl, c, s);
-                central.decommitted(&mut view, s);
+        owners |= 1 << arena_of(gm, (off & !FRESH) >> gm.shift);
+    }
+    while owners != 0 {
+        let a = owners.trailing_zeros() as usize;
+        owners &= owners - 1;
+        let (first, _) = arena_range(gm, a);
+        let mut central = CLASSES[c].arenas[a].central.lock();
+        let mut view = slabs_view(gm, a);
+        for &off in offs {
+            let (slab, index) = split(gm, off & !FRESH);
+            if arena_of(gm, slab) != a {
+                continue;
             }
-            Err(_) => {
-                drop(central);
-                fatal(Fault::MetadataCorruption, Op::Free, slot_addr(gl, c, off))
+            match central.release(&mut view, slab - first, index, keep) {
+                Ok(None) => {}
+                Ok(Some(s)) => {
+                    decommit_slab(gl, c, first + s);
+                    central.decommitted(&mut view, s);
+                }
+                Err(_) => {
+                    drop(central);
+                    fatal(Fault::MetadataCorruption, Op::Free, slot_addr(gl, c, off))
+                }
             }
         }
     }
-    drop(central);
     sub_in_use(offs.len() * gm.slot as usize);
 }
 
@@ -964,7 +1069,7 @@ fn decommit_slab(gl: &Globals, c: usize, slab: u32) {
     let gm = &gl.geom[c];
     let start = (gl.base + (c << gl.rshift) + ((slab as usize) << gm.shift)) as *mut u8;
     // SAFETY: the slab is committed and empty (no live, cached or quarantined slot:
-    // all its bits are back in the central state, whose lock we hold).
+    // all its bits are back in its arena, whose lock we hold).
     unsafe { os::decommit(start, gm.slab_bytes as usize) };
 }
 
@@ -978,7 +1083,9 @@ fn refill(t: *mut ThreadCache, c: usize) {
         fresh: false,
     }; TCACHE_MAX];
     let rng = next_rand(t);
-    let got = claim(c, &mut buf[..want], rng);
+    // SAFETY: this thread's cache; no other reference is live.
+    let arena = unsafe { (*t).arena } as usize;
+    let got = claim(c, arena, &mut buf[..want], rng);
     if gl.cfg.random {
         for i in (1..got).rev() {
             let j = below(next_rand(t), i + 1);
@@ -1014,6 +1121,7 @@ fn init_thread(t: *mut ThreadCache) {
     unsafe {
         (*t).state = T_BYPASS;
         (*t).rng = os::random_u64();
+        (*t).arena = (NEXT_ARENA.fetch_add(1, Ordering::Relaxed) % g().arenas) as u8;
     }
     let key = KEY.load(Ordering::Relaxed);
     if key == u32::MAX {
@@ -1303,25 +1411,28 @@ pub(crate) fn trim() -> bool {
     let mut released = false;
     for (c, class) in CLASSES.iter().enumerate().skip(1) {
         let gm = &gl.geom[c];
-        let mut central = class.central.lock();
-        let mut view = slabs_view(gm);
-        let mut list = [0u32; 64];
-        loop {
-            let mut n = 0;
-            central.empty_slabs(&view, |s| {
-                if n < list.len() {
-                    list[n] = s;
-                    n += 1;
+        for (a, arena) in class.arenas.iter().enumerate().take(gl.arenas as usize) {
+            let (first, _) = arena_range(gm, a);
+            let mut central = arena.central.lock();
+            let mut view = slabs_view(gm, a);
+            let mut list = [0u32; 64];
+            loop {
+                let mut n = 0;
+                central.empty_slabs(&view, |s| {
+                    if n < list.len() {
+                        list[n] = s;
+                        n += 1;
+                    }
+                });
+                if n == 0 {
+                    break;
                 }
-            });
-            if n == 0 {
-                break;
+                for &s in &list[..n] {
+                    decommit_slab(gl, c, first + s);
+                    central.decommitted(&mut view, s);
+                }
+                released = true;
             }
-            for &s in &list[..n] {
-                decommit_slab(gl, c, s);
-                central.decommitted(&mut view, s);
-            }
-            released = true;
         }
     }
     large::trim() || released
@@ -1379,23 +1490,29 @@ pub(crate) fn thread_counts() -> (u64, u64) {
 extern "C" fn fork_prepare() {
     large::lock_for_fork();
     for c in &CLASSES {
-        c.central.force_lock();
+        for a in &c.arenas {
+            a.central.force_lock();
+        }
     }
 }
 
 extern "C" fn fork_parent() {
     for c in CLASSES.iter().rev() {
-        // SAFETY: taken by fork_prepare in this thread.
-        unsafe { c.central.force_unlock() };
+        for a in c.arenas.iter().rev() {
+            // SAFETY: taken by fork_prepare in this thread.
+            unsafe { a.central.force_unlock() };
+        }
     }
     large::unlock_after_fork();
 }
 
 extern "C" fn fork_child() {
     for c in CLASSES.iter().rev() {
-        // SAFETY: taken by fork_prepare in the parent thread that is now the
-        // child's only thread.
-        unsafe { c.central.force_unlock() };
+        for a in c.arenas.iter().rev() {
+            // SAFETY: taken by fork_prepare in the parent thread that is now the
+            // child's only thread.
+            unsafe { a.central.force_unlock() };
+        }
     }
     large::unlock_after_fork();
     reset_report_after_fork();

@@ -9,6 +9,11 @@
 //! - remote-free hand-off: a block allocated by one thread is freed by another
 //!   (clearing the live bit) and returned to the central state from that thread's
 //!   cache, while the first thread refills; the slot comes back exactly once;
+//! - remote free to the owning arena: with two arenas (each its own lock and
+//!   central state), a thread bound to arena 1 frees a block of arena 0 and
+//!   returns it to arena 0 under arena 0's lock while refilling from arena 1, and
+//!   the owner refills from arena 0 at the same time; the block goes home exactly
+//!   once and arena 1 never hands it out;
 //! - concurrent double free: two threads free the same block; exactly one clear of
 //!   the live bit succeeds, the other sees the double free.
 
@@ -170,6 +175,55 @@ fn loom_remote_free_returns_the_slot_exactly_once() {
         assert_eq!(g.central.claimed, 0);
         assert_ne!(g.central.nslabs, 0);
         let _ = NONE;
+    });
+}
+
+#[test]
+fn loom_remote_free_goes_home_to_the_owning_arena() {
+    // Slab indices are per arena here; a block's owner is the arena it was claimed
+    // from (in the heap: the arena whose slab range holds its address).
+    loom::model(|| {
+        let arenas = Arc::new([SpinLock::new(Class::new()), SpinLock::new(Class::new())]);
+        let live = Arc::new(AtomicU8::new(0));
+        let mut one = [EMPTY; 1];
+        assert_eq!(arenas[0].lock().claim(&mut one), 1);
+        let block = one[0];
+        assert!(!mark_live(&live));
+        let remote = {
+            let arenas = arenas.clone();
+            let live = live.clone();
+            thread::spawn(move || {
+                // This thread's own arena is 1: it refills from there, and returns
+                // the block it frees to arena 0, which owns it.
+                let mut mine = [EMPTY; 2];
+                let n = arenas[1].lock().claim(&mut mine);
+                assert!(clear_live(&live));
+                arenas[0].lock().release(block);
+                let mut g = arenas[1].lock();
+                for c in &mine[..n] {
+                    g.release(*c);
+                }
+                n
+            })
+        };
+        let mut more = [EMPTY; 4];
+        let n = arenas[0].lock().claim(&mut more);
+        for c in &more[..n] {
+            if *c == block {
+                assert_eq!(live.load(Ordering::Acquire), 0, "handed out while live");
+            }
+        }
+        assert_eq!(remote.join().unwrap(), 2);
+        let mut g0 = arenas[0].lock();
+        for c in &more[..n] {
+            g0.release(*c);
+        }
+        g0.check();
+        assert_eq!(g0.central.claimed, 0, "the block went home exactly once");
+        drop(g0);
+        let mut g1 = arenas[1].lock();
+        g1.check();
+        assert_eq!(g1.central.claimed, 0);
     });
 }
 

@@ -148,6 +148,20 @@ pub fn random_u64() -> u64 {
     mix64(stack ^ (ts.tv_nsec as u64).rotate_left(32) ^ ts.tv_sec as u64)
 }
 
+/// CPUs this process may run on (its affinity mask), at least 1. No allocation:
+/// the mask lives on the stack.
+pub fn cpu_count() -> usize {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `set` is a valid out-parameter of the size passed; pid 0 = this thread.
+    let ok = unsafe { libc::sched_getaffinity(0, core::mem::size_of_val(&set), &mut set) } == 0;
+    if !ok {
+        return 1;
+    }
+    // SAFETY: `set` was filled by the kernel.
+    (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
+}
+
 /// The thread's errno.
 pub fn errno() -> i32 {
     // SAFETY: __errno_location always returns the calling thread's errno slot.

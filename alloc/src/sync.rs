@@ -139,7 +139,7 @@ impl<T> Drop for SpinGuard<'_, T> {
 
 /// Mark a slot live as it is handed out; returns whether it already was (a slot
 /// handed out twice: metadata corruption). A plain load and store, not an RMW: the
-/// slot reached this thread through the class lock or this thread's own cache, both
+/// slot reached this thread through its arena's lock or this thread's own cache, both
 /// ordered after the free that cleared the byte, so nobody else writes it now.
 #[inline]
 pub fn mark_live(b: &AtomicU8) -> bool {

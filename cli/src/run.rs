@@ -25,7 +25,7 @@ use crate::sys;
 const LIB_NAME: &str = "libengram_malloc.so";
 
 /// `ENGRAM_MALLOC` keys of docs/ALLOC_CONTRACT.md that a user may set.
-const KNOWN_KEYS: [&str; 10] = [
+const KNOWN_KEYS: [&str; 11] = [
     "guard",
     "quarantine",
     "zero",
@@ -33,6 +33,7 @@ const KNOWN_KEYS: [&str; 10] = [
     "random",
     "tcache",
     "decommit",
+    "arenas",
     "large_cache",
     "thp",
     "stats",
@@ -54,7 +55,7 @@ every process holding it (daemons the program leaves behind included) has exited
 )]
 pub struct RunArgs {
     /// Allocator options, `key=value,...` (guard, quarantine, zero, canary, random,
-    /// tcache, decommit, large_cache, thp, stats); merged after $ENGRAM_MALLOC.
+    /// tcache, decommit, arenas, large_cache, thp, stats); merged after $ENGRAM_MALLOC.
     #[arg(long, value_name = "OPTIONS")]
     pub opts: Option<String>,
 

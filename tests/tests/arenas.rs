@@ -1,0 +1,75 @@
+//! Arenas: remote frees go back to the arena that owns the slab.
+//!
+//! `tests/c/arenas.c` runs under `LD_PRELOAD=libengram_malloc.so`: the main
+//! thread allocates 512 blocks, a second thread frees them all (remote frees),
+//! flushes its cache with `malloc_trim(0)` and allocates 512 of its own; then the
+//! main thread allocates again. With two or more arenas the freed slots must go
+//! home to the main thread's arena: the second thread gets none of them, the
+//! main thread gets them back, and the two threads' blocks lie in disjoint
+//! address ranges. With one arena (every thread shares it) the second thread
+//! reuses them, which shows the check can tell the two apart.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        engram_tests::compile_c(
+            "arenas",
+            &["-O1", "-Wall", "-Wextra", "-Werror", "-pthread"],
+            &[],
+        )
+    })
+}
+
+/// (overlap, home, disjoint) as the program prints them.
+fn run(options: &str) -> (u32, u32, bool) {
+    let child = engram_tests::preloaded(bin(), options)
+        .spawn()
+        .expect("spawning tests/c/arenas");
+    let (status, out) =
+        engram_tests::wait_with_timeout(child, "arenas program", Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "arenas ({options}) {}: {out}",
+        engram_tests::describe_status(status)
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("overlap="))
+        .unwrap_or_else(|| panic!("no result line in: {out}"));
+    let field = |k: &str| -> u32 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+    };
+    (field("overlap="), field("home="), field("disjoint=") == 1)
+}
+
+#[test]
+fn remote_frees_return_to_the_owning_arena() {
+    for options in ["arenas=2", "arenas=8", "arenas=2,quarantine=0,random=0"] {
+        let (overlap, home, disjoint) = run(options);
+        assert_eq!(
+            overlap, 0,
+            "{options}: the freeing thread reused {overlap} slots of the other thread's arena"
+        );
+        assert!(
+            home > 0,
+            "{options}: none of the remotely freed slots came back to their arena"
+        );
+        assert!(disjoint, "{options}: two arenas' blocks interleave");
+    }
+}
+
+#[test]
+fn one_arena_is_shared_by_every_thread() {
+    let (overlap, _, disjoint) = run("arenas=1");
+    assert!(
+        overlap > 0 && !disjoint,
+        "with one arena the second thread should reuse the freed slots"
+    );
+}
