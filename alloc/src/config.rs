@@ -31,7 +31,7 @@ pub struct Config {
     /// Empty slabs kept committed per class and arena before MADV_DONTNEED.
     pub decommit: usize,
     /// Arenas per size class (rounded up to a power of two, at most
-    /// [`MAX_ARENAS`]); 0 = one per CPU the process may run on.
+    /// [`MAX_ARENAS`]); 0 = one per two CPUs the process may run on.
     pub arenas: usize,
     /// Bytes of freed large blocks kept mapped for reuse.
     pub large_cache: usize,

@@ -17,9 +17,9 @@
 //!   overflow at free (and at realloc, which moves it).
 //! - **Speed.** Per-thread caches of slot offsets (in TLS, never in freed memory,
 //!   reached through one initial-exec TLS pointer: see `tls`), filled and flushed
-//!   in shuffled batches. Each class is split into arenas (one per CPU, each
-//!   owning a share of the class's slabs behind its own lock); a thread refills
-//!   from its arena, and a flush returns every slot to the arena that owns it, so
+//!   in shuffled batches. Each class is split into arenas (one per two CPUs,
+//!   each owning a share of the class's slabs behind its own lock); a cache
+//!   refills from the arena of the CPU it runs on, and a flush returns every slot to the arena that owns it, so
 //!   cross-thread frees cost a local free plus a share of a batched return home,
 //!   under no lock shared by all threads. Large blocks are cached for reuse
 //!   instead of being unmapped and faulted in again, and blocks of 2 MiB and more

@@ -162,6 +162,15 @@ pub fn cpu_count() -> usize {
     (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
 }
 
+/// The CPU the calling thread runs on now (0 if the kernel will not say). glibc
+/// answers from the thread's rseq area without a system call where it can.
+#[inline]
+pub fn current_cpu() -> usize {
+    // SAFETY: sched_getcpu has no preconditions and does not allocate.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 { 0 } else { cpu as usize }
+}
+
 /// The thread's errno.
 pub fn errno() -> i32 {
     // SAFETY: __errno_location always returns the calling thread's errno slot.

@@ -1,10 +1,13 @@
 /* Remote frees go back to the arena that owns the slab.
  *
- * Run under LD_PRELOAD=libengram_malloc.so with ENGRAM_MALLOC=arenas=N. The main
- * thread (the first to allocate: arena 0) allocates N blocks; a second thread
- * (the next arena when there are two or more) frees every one of them (remote
- * frees), flushes its cache with malloc_trim(0), then allocates N blocks of the
- * same size itself. Then the main thread allocates N blocks again.
+ * Run under LD_PRELOAD=libengram_malloc.so with ENGRAM_MALLOC=arenas=N. A cache
+ * refills from the arena of the CPU it runs on (CPU number modulo N), so the
+ * two threads are pinned to CPUs of different parity: different arenas for any
+ * N >= 2. The main thread allocates N blocks; a second thread frees every one of
+ * them (remote frees), flushes its cache with malloc_trim(0), then allocates N
+ * blocks of the same size itself. Then the main thread allocates N blocks again.
+ *
+ * Prints "skip: ..." when the affinity mask has no two such CPUs.
  *
  * Prints one line: "overlap=<k> home=<k> disjoint=<0|1>":
  *   overlap  - blocks the second thread got that the main thread had freed
@@ -13,7 +16,9 @@
  *   home     - of the main thread's second batch, how many reuse its freed slots;
  *   disjoint - 1 if the two threads' blocks lie in disjoint address ranges.
  */
+#define _GNU_SOURCE
 #include <malloc.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,9 +51,21 @@ static void range(void **set, uintptr_t *lo, uintptr_t *hi)
     }
 }
 
+static int cpu_a = -1, cpu_b = -1;
+
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+        abort();
+}
+
 static void *remote(void *arg)
 {
     (void)arg;
+    pin(cpu_b);
     for (int i = 0; i < N; i++)
         free(mine[i]);
     malloc_trim(0);
@@ -63,6 +80,22 @@ static void *remote(void *arg)
 
 int main(void)
 {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        abort();
+    for (int c = 0; c < CPU_SETSIZE && cpu_b < 0; c++) {
+        if (!CPU_ISSET(c, &set))
+            continue;
+        if (cpu_a < 0)
+            cpu_a = c;
+        else if ((c - cpu_a) % 2 != 0)
+            cpu_b = c;
+    }
+    if (cpu_b < 0) {
+        printf("skip: no two CPUs of different parity in the affinity mask\n");
+        return 0;
+    }
+    pin(cpu_a);
     for (int i = 0; i < N; i++) {
         mine[i] = malloc(SZ);
         if (!mine[i])

@@ -67,9 +67,10 @@ fn cross_thread_frees_with_mitigations_off() {
 
 #[test]
 fn cross_thread_frees_and_churn_across_eight_arenas() {
-    // The default is one arena per CPU (two on a 2-core machine): make every
-    // thread's frees cross arenas, with decommit=0 so emptied slabs go back to
-    // the OS under the arena locks as well.
+    // The default is one arena per two CPUs (one on a 2-core machine): with 8,
+    // threads on different CPUs refill from different arenas and their frees
+    // cross arenas; decommit=0 makes emptied slabs go back to the OS under the
+    // arena locks as well.
     run_mode("ring", "arenas=8,decommit=0");
     run_mode("churn", "arenas=8");
     run_mode("fork", "arenas=8");
