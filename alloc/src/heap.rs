@@ -52,8 +52,11 @@ const WINDOW: usize = 8;
 /// their slab, and are checked page by page (resident pages only) at reuse.
 const BIG_SLOT: usize = 32 << 10;
 /// Most slot bytes one thread's quarantine holds back: the quarantine delays reuse,
-/// it must not hold megabytes of 128 KiB slots resident.
-const QUARANTINE_BYTES: usize = 256 << 10;
+/// it must not hold megabytes of big slots resident. Slots up to 1 KiB still get
+/// the full count (64). Going from 256 KiB to 64 KiB here and in the per-class
+/// cache cap (`cap_of`) took peak RSS from 36.8 to 33.5 MiB on git gc, 170 to
+/// 157 MiB on realloc and 12.5 to 11.9 MiB on sqlite, at the same speed.
+const QUARANTINE_BYTES: usize = 64 << 10;
 /// Thread-cache entry flag: the slot was never used, so it is known to be zero.
 const FRESH: u32 = 1;
 
@@ -336,7 +339,7 @@ fn next_rand(t: *mut ThreadCache) -> u64 {
     }
 }
 
-/// Per-class cache capacity: at most `tcache` entries and about 256 KiB of slots.
+/// Per-class cache capacity: at most `tcache` entries and about 64 KiB of slots.
 #[inline]
 fn cap_of(c: usize) -> usize {
     g().geom[c].cap as usize
@@ -478,7 +481,7 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
         .min(MAX_ARENAS) as u32;
     for (c, &(meta_off, free_off, live_off, max_slabs)) in plan.iter().enumerate() {
         let nslots = slots_per_slab(c, guard);
-        let by_bytes = ((256 << 10) / slot_size(c)).max(4);
+        let by_bytes = ((64 << 10) / slot_size(c)).max(4);
         gl.geom[c] = Geom {
             slot: slot_size(c) as u32,
             nslots: nslots as u32,
