@@ -163,7 +163,7 @@ fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<10} {:>7} {:>9} {:>8} {:>8} {:>11} {:>11} {:>12} {:>10} {:>10}",
+        "{:<10} {:>7} {:>9} {:>8} {:>8} {:>11} {:>11} {:>12} {:>10} {:>9} {:>10}",
         "policy",
         "size",
         "objects",
@@ -173,13 +173,14 @@ fn table(rows: &[Row]) -> String {
         "p99 us",
         "migrated MiB",
         "evictions",
+        "wrback %",
         "Mdec/s"
     );
     for r in rows {
         let x = &r.result;
         let _ = writeln!(
             s,
-            "{:<10} {:>7} {:>9} {:>8.2} {:>8.2} {:>11.2} {:>11.2} {:>12.1} {:>10} {:>10.2}",
+            "{:<10} {:>7} {:>9} {:>8.2} {:>8.2} {:>11.2} {:>11.2} {:>12.1} {:>10} {:>9.2} {:>10.2}",
             x.policy,
             r.size_label,
             x.capacity,
@@ -189,6 +190,7 @@ fn table(rows: &[Row]) -> String {
             x.p99_latency_ns / 1e3,
             x.bytes_migrated as f64 / (1u64 << 20) as f64,
             x.evictions,
+            100.0 * x.writebacks as f64 / x.requests.max(1) as f64,
             x.requests as f64 / r.secs.max(1e-9) / 1e6,
         );
     }

@@ -21,9 +21,11 @@
 //! plus the write into the tier that admitted it. Demotions are copies made
 //! off the request path (a read of the upper tier, a write of the lower
 //! one): their time is reported as `background_ns`, not in the latencies.
-//! As in [`simulate`](crate::simulate), evicting a written object costs no
-//! write-back. With one managed tier this is exactly
-//! [`simulate`](crate::simulate) (a test checks it).
+//! A write makes the object dirty wherever it is resident; it stays dirty
+//! through promotions and demotions, and when it leaves the last managed tier
+//! it is written back to the backing tier (`writebacks`, priced in
+//! `background_ns` as well). With one managed tier this is exactly
+//! [`simulate`](crate::simulate) (a test checks it, write-backs included).
 
 use crate::cache::Policy;
 use crate::tier::TierCost;
@@ -63,7 +65,12 @@ pub struct TieredResult {
     pub mean_latency_ns: f64,
     /// 99th percentile request latency, ns (nearest rank).
     pub p99_latency_ns: f64,
-    /// Time of the demotion copies, ns (off the request path).
+    /// Objects written back to the backing tier when they left the managed
+    /// tiers dirty, and their bytes.
+    pub writebacks: u64,
+    /// Bytes of the write-backs.
+    pub bytes_written_back: u64,
+    /// Time of the demotion copies and write-backs, ns (off the request path).
     pub background_ns: f64,
 }
 
@@ -107,12 +114,16 @@ pub fn simulate_tiers(
         removed: 0,
         mean_latency_ns: 0.0,
         p99_latency_ns: 0.0,
+        writebacks: 0,
+        bytes_written_back: 0,
         background_ns: 0.0,
     };
     // Size and next access of every id's latest request: what a demotion
     // needs to describe the object to the next tier's policy (Belady reads
     // the next access).
     let mut meta: IdMap<(u32, u64)> = IdMap::default();
+    // Objects written since they entered the managed tiers.
+    let mut dirty: IdMap<()> = IdMap::default();
     let mut lat: Vec<f32> = Vec::with_capacity(reqs.len());
     let mut total_ns = 0.0f64;
     let mut evicted: Vec<ObjectId> = Vec::new();
@@ -124,6 +135,7 @@ pub fn simulate_tiers(
                 }
             }
             meta.remove(&req.id);
+            dirty.remove(&req.id);
             r.deletes += 1;
             continue;
         }
@@ -162,7 +174,9 @@ pub fn simulate_tiers(
                     }
                     placed = Some(j);
                 }
-                demote(tiers, costs, j, &evicted, &meta, &mut r);
+                demote(
+                    tiers, costs, backing, j, &evicted, &meta, &mut dirty, &mut r,
+                );
                 if placed.is_some() {
                     break;
                 }
@@ -183,6 +197,9 @@ pub fn simulate_tiers(
             }
             _ => {}
         }
+        if write && (placed.is_some() || found.is_some()) {
+            dirty.insert(req.id, ());
+        }
         r.requests += 1;
         total_ns += ns;
         lat.push(ns as f32);
@@ -193,6 +210,10 @@ pub fn simulate_tiers(
                 holders <= 1,
                 "object {} resident in {holders} tiers",
                 req.id
+            );
+            assert!(
+                dirty.keys().all(|id| tiers.iter().any(|t| t.contains(*id))),
+                "a dirty object left the managed tiers without a write-back"
             );
         }
     }
@@ -206,15 +227,28 @@ pub fn simulate_tiers(
 }
 
 /// Offer the objects tier `from` evicted to the tiers below, one level at a
-/// time; what the last tier (or a bypassing one) lets go is dropped.
+/// time; what the last tier (or a bypassing one) lets go is dropped, and
+/// written back first if it is dirty.
+#[allow(clippy::too_many_arguments)]
 fn demote(
     tiers: &mut [Box<dyn Policy>],
     costs: &[TierCost],
+    backing: &TierCost,
     from: usize,
     evicted: &[ObjectId],
     meta: &IdMap<(u32, u64)>,
+    dirty: &mut IdMap<()>,
     r: &mut TieredResult,
 ) {
+    let mut drop_one = |id: ObjectId, r: &mut TieredResult| {
+        r.dropped += 1;
+        if dirty.remove(&id).is_some() {
+            let bytes = u64::from(meta.get(&id).map_or(1, |m| m.0));
+            r.writebacks += 1;
+            r.bytes_written_back += bytes;
+            r.background_ns += backing.write(bytes);
+        }
+    };
     let mut level: Vec<ObjectId> = evicted.to_vec();
     let mut next: Vec<ObjectId> = Vec::new();
     for to in from + 1..=tiers.len() {
@@ -222,7 +256,9 @@ fn demote(
             return;
         }
         if to == tiers.len() {
-            r.dropped += level.len() as u64;
+            for &id in &level {
+                drop_one(id, r);
+            }
             return;
         }
         next.clear();
@@ -242,7 +278,7 @@ fn demote(
                 r.demoted_bytes += bytes;
                 r.background_ns += costs[to - 1].read(bytes) + costs[to].write(bytes);
             } else {
-                r.dropped += 1;
+                drop_one(id, r);
             }
         }
         std::mem::swap(&mut level, &mut next);
@@ -263,9 +299,17 @@ mod tests {
     use crate::tier::CostModel;
     use crate::{PolicyKind, workload};
 
+    /// Every third request of `t` made a write.
+    fn with_writes(mut t: Vec<Request>) -> Vec<Request> {
+        for r in t.iter_mut().step_by(3) {
+            r.op = Op::Write;
+        }
+        t
+    }
+
     #[test]
     fn one_tier_is_the_two_level_simulator() {
-        let t = workload::zipf(3000, 0.9, 40_000, 3);
+        let t = with_writes(workload::zipf(3000, 0.9, 40_000, 3));
         let cost = CostModel::default();
         for kind in PolicyKind::ALL {
             let two = simulate(kind.build(150).unwrap().as_mut(), &t, &cost, 0, false);
@@ -275,6 +319,9 @@ mod tests {
             assert_eq!(tiered.backing_hits, two.backing_hits);
             assert_eq!(tiered.promotions, two.admitted);
             assert_eq!(tiered.dropped, two.evictions);
+            assert_eq!(tiered.writebacks, two.writebacks, "{}", kind.name());
+            assert_eq!(tiered.bytes_written_back, two.bytes_written_back);
+            assert!((tiered.background_ns - two.writeback_ns).abs() < 1e-3);
             assert!((tiered.mean_latency_ns - two.mean_latency_ns).abs() < 1e-6);
             assert!((tiered.p99_latency_ns - two.p99_latency_ns).abs() < 1e-3);
         }
@@ -302,8 +349,9 @@ mod tests {
     #[test]
     fn exclusive_lru_tiers_are_one_lru_of_their_total_size() {
         // LRU over LRU, promoting every hit and demoting every eviction, keeps
-        // the most recent 50 + 250 objects: exactly one LRU of 300.
-        let t = workload::zipf(5000, 0.9, 60_000, 8);
+        // the most recent 50 + 250 objects: exactly one LRU of 300, which also
+        // lets go of the same objects, so writes back the same dirty ones.
+        let t = with_writes(workload::zipf(5000, 0.9, 60_000, 8));
         let mut tiers = vec![
             PolicyKind::Lru.build(50).unwrap(),
             PolicyKind::Lru.build(250).unwrap(),
@@ -318,6 +366,8 @@ mod tests {
             false,
         );
         assert_eq!(r.hits[0] + r.hits[1], one.hits);
+        assert!(one.writebacks > 0);
+        assert_eq!(r.writebacks, one.writebacks);
         assert!(
             r.hits[0] > r.hits[1] / 2,
             "the hottest objects sit in tier 0: {:?}",
