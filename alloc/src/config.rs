@@ -28,7 +28,8 @@ pub struct Config {
     pub random: bool,
     /// Per-thread cache entries per size class (at most [`TCACHE_MAX`]).
     pub tcache: usize,
-    /// Empty slabs kept committed per class and arena before MADV_DONTNEED.
+    /// Empty slabs kept committed per class before MADV_DONTNEED (each of the
+    /// class's arenas keeps this divided by the arena count, rounded up).
     pub decommit: usize,
     /// Arenas per size class (rounded up to a power of two, at most
     /// [`MAX_ARENAS`]); 0 = one per two CPUs the process may run on.
