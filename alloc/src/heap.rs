@@ -52,11 +52,13 @@ const WINDOW: usize = 8;
 /// their slab, and are checked page by page (resident pages only) at reuse.
 const BIG_SLOT: usize = 32 << 10;
 /// Most slot bytes one thread's quarantine holds back: the quarantine delays reuse,
-/// it must not hold megabytes of big slots resident. Slots up to 1 KiB still get
-/// the full count (64). Going from 256 KiB to 64 KiB here and in the per-class
-/// cache cap (`cap_of`) took peak RSS from 36.8 to 33.5 MiB on git gc, 170 to
-/// 157 MiB on realloc and 12.5 to 11.9 MiB on sqlite, at the same speed.
-const QUARANTINE_BYTES: usize = 64 << 10;
+/// it must not hold megabytes of big slots resident. It must stay at least twice
+/// the biggest slot (128 KiB): room is made by evicting entries, so a slot bigger
+/// than half the cap pushes out everything else, and with a 64 KiB cap one free of
+/// a 60 KB block sent every quarantined slot straight back to the thread caches
+/// (found in review, 2026-11-24). The per-class thread-cache cap (`cap_of`) is
+/// 64 KiB: 256 -> 64 KiB there took git gc's peak RSS from 36.8 to 35.2 MiB.
+const QUARANTINE_BYTES: usize = 256 << 10;
 /// Thread-cache entry flag: the slot was never used, so it is known to be zero.
 const FRESH: u32 = 1;
 

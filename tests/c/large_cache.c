@@ -1,12 +1,12 @@
 /* The large-block cache turns on only once large blocks come back.
  *
  * Run under LD_PRELOAD=libengram_malloc.so (defaults). Prints one line:
- *   "first_unmapped=<0|1> reused=<0|1>"
+ *   "first_unmapped=<0|1> cached=<0|1>"
  * first_unmapped: a 1.5 MiB block freed before the program ever asked for a
  *   second one is unmapped at once (no resident copy kept for a reuse that may
  *   never come: mincore on its range fails with ENOMEM);
- * reused: once blocks of that size keep coming back, a freed one is kept and
- *   handed out again (the same address comes back).
+ * cached: once blocks of that size keep coming back, a freed one stays mapped
+ *   for reuse.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,17 +38,19 @@ int main(void)
     uintptr_t first = (uintptr_t)p;
     free(p);
     int first_unmapped = !mapped(first);
-    int reused = 0;
-    uintptr_t last = 0;
-    for (int i = 0; i < 8 && !reused; i++) {
+    /* Blocks of that size keep coming: from the next one on, a freed block must
+     * stay mapped (cached for reuse). Address equality would prove nothing: a
+     * fresh mmap of the same length often lands where the last munmap was. */
+    int cached = 0;
+    for (int i = 0; i < 8 && !cached; i++) {
         char *q = malloc(BIG);
         if (!q)
             abort();
-        reused = (uintptr_t)q == last;
         memset(q, 2, BIG);
-        last = (uintptr_t)q;
+        uintptr_t a = (uintptr_t)q;
         free(q);
+        cached = mapped(a);
     }
-    printf("first_unmapped=%d reused=%d\n", first_unmapped, reused);
+    printf("first_unmapped=%d cached=%d\n", first_unmapped, cached);
     return 0;
 }

@@ -1,8 +1,8 @@
 //! The large-block cache (alloc/src/large.rs) keeps freed blocks mapped for
 //! reuse only once the program has shown it reuses them: a block freed once
 //! is unmapped (no resident copy for a reuse that never comes: sqlite's peak
-//! RSS 11.9 -> 10.2 MiB), blocks that keep coming back are kept and handed
-//! out again (`tests/c/large_cache.c`, in a child process so that no other
+//! RSS 11.9 -> 10.2 MiB), blocks that keep coming back stay mapped for
+//! reuse (`tests/c/large_cache.c`, in a child process so that no other
 //! test's allocations change the allocator's state).
 
 use std::time::Duration;
@@ -26,7 +26,7 @@ fn freed_large_blocks_are_cached_only_once_they_come_back() {
         engram_tests::describe_status(status)
     );
     assert!(
-        out.contains("first_unmapped=1 reused=1"),
-        "want the first freed block unmapped and later ones reused, got: {out}"
+        out.contains("first_unmapped=1 cached=1"),
+        "want the first freed block unmapped and later ones kept mapped, got: {out}"
     );
 }
