@@ -38,11 +38,11 @@ static int in(void *p, void **set)
     return 0;
 }
 
-static void range(void **set, uintptr_t *lo, uintptr_t *hi)
+static void range(void **set, long n, uintptr_t *lo, uintptr_t *hi)
 {
     *lo = UINTPTR_MAX;
     *hi = 0;
-    for (int i = 0; i < N; i++) {
+    for (long i = 0; i < n; i++) {
         uintptr_t a = (uintptr_t)set[i];
         if (a < *lo)
             *lo = a;
@@ -78,8 +78,49 @@ static void *remote(void *arg)
     return NULL;
 }
 
-int main(void)
+/* Mode "fill N": N blocks of 40 bytes (one size class), each filled with its
+ * index, checked and freed, twice. Under a small address-space limit each
+ * arena owns only a couple of slabs of the class, so the blocks must spill
+ * into the other arenas of the class (not into other classes or large
+ * blocks). Prints "span_kib=<address span of the blocks>" and "filled=N". */
+static int fill(long n)
 {
+    unsigned **v = malloc((size_t)n * sizeof *v);
+    if (!v)
+        abort();
+    for (int round = 0; round < 2; round++) {
+        for (long i = 0; i < n; i++) {
+            v[i] = malloc(40);
+            if (!v[i]) {
+                printf("malloc failed at %ld\n", i);
+                return 1;
+            }
+            for (int k = 0; k < 10; k++)
+                v[i][k] = (unsigned)i;
+        }
+        for (long i = 0; i < n; i++) {
+            for (int k = 0; k < 10; k++)
+                if (v[i][k] != (unsigned)i) {
+                    printf("block %ld damaged\n", i);
+                    return 1;
+                }
+        }
+        uintptr_t lo, hi;
+        range((void **)v, n, &lo, &hi);
+        for (long i = 0; i < n; i++)
+            free(v[i]);
+        if (round == 1)
+            printf("span_kib=%lu\n", (unsigned long)((hi - lo) >> 10));
+    }
+    free(v);
+    printf("filled=%ld\n", n);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 2 && strcmp(argv[1], "fill") == 0)
+        return fill(atol(argv[2]));
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) != 0)
         abort();
@@ -103,11 +144,11 @@ int main(void)
         memset(mine[i], 0xa5, SZ);
     }
     uintptr_t mlo, mhi, tlo, thi;
-    range(mine, &mlo, &mhi);
+    range(mine, N, &mlo, &mhi);
     pthread_t t;
     if (pthread_create(&t, NULL, remote, NULL) != 0 || pthread_join(t, NULL) != 0)
         abort();
-    range(theirs, &tlo, &thi);
+    range(theirs, N, &tlo, &thi);
     int overlap = 0, home = 0;
     for (int i = 0; i < N; i++)
         overlap += in(theirs[i], mine);

@@ -84,3 +84,40 @@ fn one_arena_is_shared_by_every_thread() {
         "with one arena the second thread should reuse the freed slots"
     );
 }
+
+/// Under `ulimit -v` the class regions shrink to 16 MiB, so with 8 arenas each
+/// owns 2 slabs of a class: 300k blocks of one class (about 14 MiB of slots)
+/// must spill from the thread's arena into the others, and come back intact.
+#[test]
+fn a_full_arena_spills_into_the_others() {
+    for options in ["arenas=8", "arenas=8,decommit=0"] {
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 3000000 && exec {} fill 300000",
+                bin().display()
+            ))
+            .env("LD_PRELOAD", engram_tests::malloc_so())
+            .env("ENGRAM_MALLOC", options)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning sh");
+        let (status, out) =
+            engram_tests::wait_with_timeout(child, "arenas fill", Duration::from_secs(60));
+        assert!(
+            status.success() && out.contains("filled=300000"),
+            "arenas fill ({options}) {}: {out}",
+            engram_tests::describe_status(status)
+        );
+        // All in the class's own 16 MiB region: the spill went to the class's
+        // other arenas, not to bigger classes or large mappings.
+        let span: u64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("span_kib="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no span in: {out}"));
+        assert!(span < 16 << 10, "{options}: blocks span {span} KiB");
+    }
+}
