@@ -187,6 +187,10 @@ pub struct Learned {
     label_rng: Rng,
     /// Online training on (the default); see [`Learned::set_training`].
     training: bool,
+    /// Scratch for one demotion's candidates, kept between calls: a fresh
+    /// `[_; MAX_SAMPLES]` array (3 KiB) zeroed on every miss was a third of a
+    /// decision's time.
+    cand: Vec<(usize, Hist)>,
 }
 
 /// The bit length of `floor(8 x / cap)`, capped at `max - 1`: a log2 bucket of
@@ -222,6 +226,7 @@ impl Learned {
             rng: Rng::new(seed),
             label_rng: Rng::new(seed ^ LABEL_STREAM),
             training: true,
+            cand: Vec::with_capacity(MAX_SAMPLES),
         }
     }
 
@@ -378,13 +383,14 @@ impl Learned {
             .samples
             .clamp(1, MAX_SAMPLES)
             .min(self.residents.len());
-        let mut cand = [(0usize, Hist::UNSEEN); MAX_SAMPLES];
-        for c in &mut cand[..k] {
+        let mut cand = std::mem::take(&mut self.cand);
+        cand.clear();
+        for _ in 0..k {
             let i = self.rng.below(self.residents.len() as u64) as usize;
-            *c = (i, self.hist_at(self.residents[i]));
+            cand.push((i, self.hist_at(self.residents[i])));
         }
         let mut best: Option<(f32, u64, usize, u16)> = None;
-        for &(i, h) in &cand[..k] {
+        for &(i, h) in &cand {
             let s = self.state(&h);
             self.record(self.residents[i], s);
             let v = self.value[s as usize];
@@ -392,6 +398,7 @@ impl Learned {
                 best = Some((v, h.last, i, s));
             }
         }
+        self.cand = cand;
         best.map(|(_, _, i, s)| (i, s))
     }
 
