@@ -962,23 +962,24 @@ fn encode(gl: &Globals, c: usize, cl: Claimed) -> u32 {
     (cl.slab << gm.shift) + cl.slot * gm.slot + if cl.fresh { FRESH } else { 0 }
 }
 
-/// The metadata of arena `a`'s slabs: its own share of the class's arrays, with
-/// slab indices relative to its first slab.
-fn slabs_view(gm: &Geom, a: usize) -> Slabs<'static> {
-    let (first, n) = arena_range(gm, a);
-    let (first, n, words) = (first as usize, n as usize, gm.words as usize);
+/// Arena `a`'s first slab and the metadata of its slabs: its own share of the
+/// class's arrays, with slab indices relative to that first slab.
+fn slabs_view(gm: &Geom, a: usize) -> (u32, Slabs<'static>) {
+    let (first32, n) = arena_range(gm, a);
+    let (first, n, words) = (first32 as usize, n as usize, gm.words as usize);
     // SAFETY: the class's metadata arrays are reserved for `max_slabs` slabs for the
     // life of the process and `first + n <= max_slabs`. Arenas own disjoint slab
     // ranges and this view is used only under arena `a`'s lock, which makes it the
     // only access to them (free reads only the atomic `frontier`).
-    unsafe {
+    let view = unsafe {
         Slabs {
             meta: core::slice::from_raw_parts_mut(gm.meta.add(first), n),
             bits: core::slice::from_raw_parts_mut(gm.free_bits.add(first * words), n * words),
             words,
             nslots: gm.nslots,
         }
-    }
+    };
+    (first32, view)
 }
 
 /// Claim up to `out.len()` slots of class `c`, from arena `a` or, when its share
@@ -999,9 +1000,8 @@ fn claim_in(c: usize, a: usize, out: &mut [Claimed], rng: u64) -> usize {
     let gl = g();
     let gm = &gl.geom[c];
     let arena = &CLASSES[c].arenas[a];
-    let (first, _) = arena_range(gm, a);
     let mut central = arena.central.lock();
-    let mut view = slabs_view(gm, a);
+    let (first, mut view) = slabs_view(gm, a);
     let got = central.claim(&mut view, out, rng, |rel| {
         let idx = (first + rel) as usize;
         let start = (gl.base + (c << gl.rshift) + (idx << gm.shift)) as *mut u8;
@@ -1053,14 +1053,13 @@ fn release(c: usize, offs: &[u32]) {
     while owners != 0 {
         let a = owners.trailing_zeros() as usize;
         owners &= owners - 1;
-        let (first, _) = arena_range(gm, a);
         let mut central = CLASSES[c].arenas[a].central.lock();
-        let mut view = slabs_view(gm, a);
+        let (first, mut view) = slabs_view(gm, a);
         for &off in offs {
-            let (slab, index) = split(gm, off & !FRESH);
-            if arena_of(gm, slab) != a {
+            if arena_of(gm, (off & !FRESH) >> gm.shift) != a {
                 continue;
             }
+            let (slab, index) = split(gm, off & !FRESH);
             match central.release(&mut view, slab - first, index, keep) {
                 Ok(None) => {}
                 Ok(Some(s)) => {
@@ -1424,9 +1423,8 @@ pub(crate) fn trim() -> bool {
     for (c, class) in CLASSES.iter().enumerate().skip(1) {
         let gm = &gl.geom[c];
         for (a, arena) in class.arenas.iter().enumerate().take(gl.arenas as usize) {
-            let (first, _) = arena_range(gm, a);
             let mut central = arena.central.lock();
-            let mut view = slabs_view(gm, a);
+            let (first, mut view) = slabs_view(gm, a);
             let mut list = [0u32; 64];
             loop {
                 let mut n = 0;
@@ -1508,25 +1506,24 @@ extern "C" fn fork_prepare() {
     }
 }
 
-extern "C" fn fork_parent() {
+/// Release every lock `fork_prepare` took, in reverse order.
+fn unlock_after_fork() {
     for c in CLASSES.iter().rev() {
         for a in c.arenas.iter().rev() {
-            // SAFETY: taken by fork_prepare in this thread.
+            // SAFETY: taken by fork_prepare in this thread (in the child: in the
+            // parent thread that is now the child's only thread).
             unsafe { a.central.force_unlock() };
         }
     }
     large::unlock_after_fork();
 }
 
+extern "C" fn fork_parent() {
+    unlock_after_fork();
+}
+
 extern "C" fn fork_child() {
-    for c in CLASSES.iter().rev() {
-        for a in c.arenas.iter().rev() {
-            // SAFETY: taken by fork_prepare in the parent thread that is now the
-            // child's only thread.
-            unsafe { a.central.force_unlock() };
-        }
-    }
-    large::unlock_after_fork();
+    unlock_after_fork();
     reset_report_after_fork();
 }
 

@@ -29,12 +29,19 @@ static int mapped(uintptr_t a)
     return mincore(start, (size_t)page, vec) == 0 || errno != ENOMEM;
 }
 
-int main(void)
+/* A BIG block, every page written. */
+static char *big_block(int fill)
 {
     char *p = malloc(BIG);
     if (!p)
         abort();
-    memset(p, 1, BIG);
+    memset(p, fill, BIG);
+    return p;
+}
+
+int main(void)
+{
+    char *p = big_block(1);
     uintptr_t first = (uintptr_t)p;
     free(p);
     int first_unmapped = !mapped(first);
@@ -43,10 +50,7 @@ int main(void)
      * fresh mmap of the same length often lands where the last munmap was. */
     int cached = 0;
     for (int i = 0; i < 8 && !cached; i++) {
-        char *q = malloc(BIG);
-        if (!q)
-            abort();
-        memset(q, 2, BIG);
+        char *q = big_block(2);
         uintptr_t a = (uintptr_t)q;
         free(q);
         cached = mapped(a);

@@ -131,6 +131,22 @@ pub fn preloaded(program: &std::path::Path, options: &str) -> std::process::Comm
     cmd
 }
 
+/// Spawn `cmd` (stdout and stderr piped, as [`preloaded`] sets them), wait for
+/// it under `timeout`, panic (naming `what`) unless it exits 0, and return its
+/// output ([`wait_with_timeout`]'s text).
+pub fn run_ok(mut cmd: std::process::Command, what: &str, timeout: std::time::Duration) -> String {
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    let (status, out) = wait_with_timeout(child, what, timeout);
+    assert!(
+        status.success(),
+        "{what} {}: {out}",
+        describe_status(status)
+    );
+    out
+}
+
 /// "exited with N" / "died of signal N".
 pub fn describe_status(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;

@@ -29,15 +29,10 @@ fn bin() -> &'static Path {
 /// (overlap, home, disjoint) as the program prints them; None (with a message)
 /// when the machine has no two CPUs to pin the threads to.
 fn run(options: &str) -> Option<(u32, u32, bool)> {
-    let child = engram_tests::preloaded(bin(), options)
-        .spawn()
-        .expect("spawning tests/c/arenas");
-    let (status, out) =
-        engram_tests::wait_with_timeout(child, "arenas program", Duration::from_secs(60));
-    assert!(
-        status.success(),
-        "arenas ({options}) {}: {out}",
-        engram_tests::describe_status(status)
+    let out = engram_tests::run_ok(
+        engram_tests::preloaded(bin(), options),
+        &format!("arenas ({options})"),
+        Duration::from_secs(60),
     );
     if let Some(why) = out.lines().find(|l| l.starts_with("skip:")) {
         eprintln!("SKIPPED arenas ({options}): {why}");
@@ -91,25 +86,19 @@ fn one_arena_is_shared_by_every_thread() {
 #[test]
 fn a_full_arena_spills_into_the_others() {
     for options in ["arenas=8", "arenas=8,decommit=0"] {
-        let child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "ulimit -v 3000000 && exec {} fill 300000",
-                bin().display()
-            ))
-            .env("LD_PRELOAD", engram_tests::malloc_so())
-            .env("ENGRAM_MALLOC", options)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawning sh");
-        let (status, out) =
-            engram_tests::wait_with_timeout(child, "arenas fill", Duration::from_secs(60));
+        let mut sh = engram_tests::preloaded(Path::new("sh"), options);
+        sh.arg("-c").arg(format!(
+            "ulimit -v 3000000 && exec {} fill 300000",
+            bin().display()
+        ));
+        let out = engram_tests::run_ok(
+            sh,
+            &format!("arenas fill ({options})"),
+            Duration::from_secs(60),
+        );
         assert!(
-            status.success() && out.contains("filled=300000"),
-            "arenas fill ({options}) {}: {out}",
-            engram_tests::describe_status(status)
+            out.contains("filled=300000"),
+            "arenas fill ({options}): {out}"
         );
         // All in the class's own 16 MiB region: the spill went to the class's
         // other arenas, not to bigger classes or large mappings.

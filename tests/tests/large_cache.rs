@@ -15,15 +15,10 @@ fn freed_large_blocks_are_cached_only_once_they_come_back() {
         &["-O1", "-Wall", "-Wextra", "-Werror", "-Wno-use-after-free"],
         &[],
     );
-    let child = engram_tests::preloaded(&exe, "")
-        .spawn()
-        .expect("spawning tests/c/large_cache");
-    let (status, out) =
-        engram_tests::wait_with_timeout(child, "large_cache program", Duration::from_secs(60));
-    assert!(
-        status.success(),
-        "large_cache {}: {out}",
-        engram_tests::describe_status(status)
+    let out = engram_tests::run_ok(
+        engram_tests::preloaded(&exe, ""),
+        "large_cache program",
+        Duration::from_secs(60),
     );
     assert!(
         out.contains("first_unmapped=1 cached=1"),
