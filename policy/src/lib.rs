@@ -20,7 +20,9 @@
 //! - [`cache`] holds the classic policies (LRU, FIFO, CLOCK, LFU, 2Q, ARC,
 //!   S3-FIFO, SIEVE, a hot/cold threshold migrator, and the Belady oracle)
 //!   and the learned placement + migration agents
-//!   ([`cache::Learned`]: state, actions, reward and algorithm in its docs).
+//!   ([`cache::Ensemble`], the selection agent over ARC, S3-FIFO and the
+//!   reuse-model agents [`cache::Reuse`]: state, actions, reward and
+//!   algorithm in their docs).
 //! - [`trace`] reads every trace format in `shared/traces`; [`workload`] makes
 //!   synthetic ones (Zipf, shifting hot set, scan + hot, Mooncake-like).
 //!

@@ -15,9 +15,10 @@ pub mod list;
 mod arc;
 mod belady;
 mod clock;
-mod learned;
+mod ensemble;
 mod lfu;
 mod lru;
+mod reuse;
 mod s3fifo;
 mod sieve;
 mod threshold;
@@ -26,9 +27,10 @@ mod twoq;
 pub use arc::Arc;
 pub use belady::Belady;
 pub use clock::Clock;
-pub use learned::{Learned, LearnedConfig};
+pub use ensemble::{Ensemble, EnsembleConfig};
 pub use lfu::Lfu;
 pub use lru::{Fifo, Lru, Queue};
+pub use reuse::{Reuse, ReuseConfig};
 pub use s3fifo::S3Fifo;
 pub use sieve::Sieve;
 pub use threshold::Threshold;
@@ -122,7 +124,10 @@ pub enum PolicyKind {
     Sieve,
     /// Hot/cold threshold migrator.
     Threshold,
-    /// The learned placement + migration agents.
+    /// The reuse-model placement + migration agents alone.
+    Reuse,
+    /// The learned agents: the selection agent over ARC, S3-FIFO and the
+    /// reuse-model agents (`Ensemble`).
     Learned,
     /// Belady's offline optimum (uses the future; an upper bound only).
     Belady,
@@ -131,7 +136,7 @@ pub enum PolicyKind {
 impl PolicyKind {
     /// Every policy: the classic ones in table order, the learned agents,
     /// then Belady.
-    pub const ALL: [PolicyKind; 11] = [
+    pub const ALL: [PolicyKind; 12] = [
         PolicyKind::Lru,
         PolicyKind::Fifo,
         PolicyKind::Clock,
@@ -141,6 +146,7 @@ impl PolicyKind {
         PolicyKind::S3Fifo,
         PolicyKind::Sieve,
         PolicyKind::Threshold,
+        PolicyKind::Reuse,
         PolicyKind::Learned,
         PolicyKind::Belady,
     ];
@@ -157,6 +163,7 @@ impl PolicyKind {
             PolicyKind::S3Fifo => "S3FIFO",
             PolicyKind::Sieve => "SIEVE",
             PolicyKind::Threshold => "Threshold",
+            PolicyKind::Reuse => "Reuse",
             PolicyKind::Learned => "Learned",
             PolicyKind::Belady => "Belady",
         }
@@ -194,7 +201,8 @@ impl PolicyKind {
             PolicyKind::S3Fifo => Box::new(S3Fifo::new(capacity)),
             PolicyKind::Sieve => Box::new(Sieve::new(capacity)),
             PolicyKind::Threshold => Box::new(Threshold::new(capacity)),
-            PolicyKind::Learned => Box::new(Learned::new(capacity, learned::DEFAULT_SEED)),
+            PolicyKind::Reuse => Box::new(Reuse::new(capacity, reuse::DEFAULT_SEED)),
+            PolicyKind::Learned => Box::new(Ensemble::new(capacity, reuse::DEFAULT_SEED)),
             PolicyKind::Belady => Box::new(Belady::new(capacity)),
         })
     }

@@ -1,51 +1,51 @@
 //! Hit ratio of the learned agents under a few hyper-parameter settings,
 //! next to ARC and S3-FIFO: how the one shipped configuration
-//! (`LearnedConfig::default`) was chosen. Run:
-//! `cargo run --release -p engram-policy --example learned_sweep -- [--only=NAME,...] TRACE...`
+//! (`ReuseConfig::default`) was chosen. Run:
+//! `cargo run --release -p engram-policy --example reuse_sweep -- [--only=NAME,...] TRACE...`
 
 use std::path::Path;
 
-use engram_policy::cache::{Learned, LearnedConfig};
+use engram_policy::cache::{Reuse, ReuseConfig};
 use engram_policy::{CacheSize, CostModel, PolicyKind, simulate, trace, unique_objects};
 
 fn main() -> Result<(), engram_policy::Error> {
-    let d = LearnedConfig::default();
+    let d = ReuseConfig::default();
     let configs = [
         ("default", d),
         (
             "no-admission",
-            LearnedConfig {
+            ReuseConfig {
                 admission: false,
                 ..d
             },
         ),
-        ("K=16", LearnedConfig { samples: 16, ..d }),
+        ("K=16", ReuseConfig { samples: 16, ..d }),
         (
             "H=2c",
-            LearnedConfig {
+            ReuseConfig {
                 horizon_factor: 2,
                 ..d
             },
         ),
         (
             "K=16,no-adm",
-            LearnedConfig {
+            ReuseConfig {
                 samples: 16,
                 admission: false,
                 ..d
             },
         ),
-        ("alpha=0.01", LearnedConfig { alpha: 0.01, ..d }),
+        ("alpha=0.01", ReuseConfig { alpha: 0.01, ..d }),
         (
             "labels/1",
-            LearnedConfig {
+            ReuseConfig {
                 label_every: 1,
                 ..d
             },
         ),
         (
             "labels/4",
-            LearnedConfig {
+            ReuseConfig {
                 label_every: 4,
                 ..d
             },
@@ -76,7 +76,7 @@ fn main() -> Result<(), engram_policy::Error> {
             }
             for &(name, cfg) in &configs {
                 let r = simulate(
-                    &mut Learned::with_config(cap, 1, cfg),
+                    &mut Reuse::with_config(cap, 1, cfg),
                     &t.requests,
                     &cost,
                     0,

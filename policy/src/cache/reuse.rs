@@ -70,15 +70,15 @@ const AGE_B: usize = 10;
 const GAP_B: usize = 11;
 const STATES: usize = COUNT_B * AGE_B * GAP_B;
 const PENDING_CAP: usize = 1 << 16;
-/// Most candidates one demotion samples (`LearnedConfig::samples` is capped here).
+/// Most candidates one demotion samples (`ReuseConfig::samples` is capped here).
 const MAX_SAMPLES: usize = 64;
 /// Mixed into the seed for the label-sampling stream.
 const LABEL_STREAM: u64 = 0x6c61_6265_6c73;
 
-/// The agents' hyper-parameters. [`LearnedConfig::default`] is the one
+/// The agents' hyper-parameters. [`ReuseConfig::default`] is the one
 /// configuration used for every trace.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LearnedConfig {
+pub struct ReuseConfig {
     /// Resident objects sampled per demotion (`K`).
     pub samples: usize,
     /// Reward horizon as a multiple of the capacity (`H / c`).
@@ -95,9 +95,9 @@ pub struct LearnedConfig {
     pub label_every: u32,
 }
 
-impl Default for LearnedConfig {
+impl Default for ReuseConfig {
     fn default() -> Self {
-        LearnedConfig {
+        ReuseConfig {
             samples: 8,
             horizon_factor: 1,
             alpha: 0.001,
@@ -156,7 +156,7 @@ struct Entry {
     res: u32,
 }
 
-/// Seed used by [`PolicyKind::Learned`](super::PolicyKind::Learned).
+/// Seed used by [`PolicyKind::Reuse`](super::PolicyKind::Reuse).
 pub const DEFAULT_SEED: u64 = 0x656e_6772_616d;
 
 /// The learned placement + migration agents (see module docs).
@@ -168,9 +168,9 @@ pub const DEFAULT_SEED: u64 = 0x656e_6772_616d;
 /// slot; `index[entries[s].id] == s` for every used slot; a slot is on `free` or
 /// in `index`, never both; an entry that is neither known nor resident is freed.
 #[derive(Debug)]
-pub struct Learned {
+pub struct Reuse {
     cap: usize,
-    cfg: LearnedConfig,
+    cfg: ReuseConfig,
     now: u64,
     entries: Vec<Entry>,
     free: Vec<u32>,
@@ -185,7 +185,7 @@ pub struct Learned {
     /// Draws which observations become labels: a stream of its own, so the
     /// candidates can all be drawn before any of them is looked at.
     label_rng: Rng,
-    /// Online training on (the default); see [`Learned::set_training`].
+    /// Online training on (the default); see [`Reuse::set_training`].
     training: bool,
     /// Scratch for one demotion's candidates, kept between calls: a fresh
     /// `[_; MAX_SAMPLES]` array (3 KiB) zeroed on every miss was a third of a
@@ -204,15 +204,15 @@ fn log_bucket(x: u64, cap: u64, max: usize) -> usize {
     b.min(max - 1)
 }
 
-impl Learned {
+impl Reuse {
     /// Room for `cap` objects; `seed` fixes the sampling.
     pub fn new(cap: usize, seed: u64) -> Self {
-        Self::with_config(cap, seed, LearnedConfig::default())
+        Self::with_config(cap, seed, ReuseConfig::default())
     }
 
     /// Room for `cap` objects with explicit hyper-parameters.
-    pub fn with_config(cap: usize, seed: u64, cfg: LearnedConfig) -> Self {
-        Learned {
+    pub fn with_config(cap: usize, seed: u64, cfg: ReuseConfig) -> Self {
+        Reuse {
             cap: cap.max(1),
             cfg,
             now: 0,
@@ -422,9 +422,9 @@ impl Learned {
     }
 }
 
-impl Policy for Learned {
+impl Policy for Reuse {
     fn name(&self) -> &'static str {
-        "Learned"
+        "Reuse"
     }
     fn capacity(&self) -> usize {
         self.cap
@@ -544,7 +544,7 @@ mod tests {
     #[test]
     fn training_off_freezes_the_values() {
         let t = workload::zipf(2000, 0.8, 30_000, 5);
-        let mut l = Learned::new(100, 3);
+        let mut l = Reuse::new(100, 3);
         let mut ev = Vec::new();
         for r in &t[..20_000] {
             l.access(r, &mut ev);
@@ -571,7 +571,7 @@ mod tests {
     fn deterministic_under_a_seed() {
         let t = workload::zipf(2000, 0.8, 30_000, 5);
         let cost = CostModel::default();
-        let run = |seed| simulate(&mut Learned::new(100, seed), &t, &cost, 10, false);
+        let run = |seed| simulate(&mut Reuse::new(100, seed), &t, &cost, 10, false);
         assert_eq!(run(1), run(1));
         assert_ne!(run(1).hits, run(2).hits, "the seed drives the sampling");
     }
@@ -586,13 +586,13 @@ mod tests {
         let hit = |k: PolicyKind| {
             simulate(k.build(500).unwrap().as_mut(), &t, &cost, 0, false).hit_ratio()
         };
-        let (learned, lru) = (hit(PolicyKind::Learned), hit(PolicyKind::Lru));
+        let (learned, lru) = (hit(PolicyKind::Reuse), hit(PolicyKind::Lru));
         assert!(learned > lru + 0.05, "learned {learned:.3} vs LRU {lru:.3}");
     }
 
     #[test]
     fn model_state_is_small() {
-        let l = Learned::new(1 << 20, 0);
+        let l = Reuse::new(1 << 20, 0);
         assert!(l.model_bytes() <= 8 * 1024);
     }
 }

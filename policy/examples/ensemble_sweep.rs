@@ -1,0 +1,61 @@
+//! Hit ratio of the selection agent (`PolicyKind::Learned`) under a few
+//! window / vote settings, next to its experts: how the one shipped
+//! configuration (`EnsembleConfig::default`) was chosen. Run:
+//! `cargo run --release -p engram-policy --example ensemble_sweep -- [--cfg=W,S ...] TRACE...`
+//! (`W`: score window in capacities, `S`: the vote's sharpness; none: the default).
+
+use std::path::Path;
+
+use engram_policy::cache::{Ensemble, EnsembleConfig, Policy};
+use engram_policy::{CacheSize, CostModel, PolicyKind, simulate, trace, unique_objects};
+
+fn main() -> Result<(), engram_policy::Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cfgs, paths): (Vec<&String>, Vec<&String>) =
+        args.iter().partition(|a| a.starts_with("--cfg="));
+    let mut configs: Vec<EnsembleConfig> = cfgs
+        .iter()
+        .map(|a| {
+            let v: Vec<f64> = a
+                .trim_start_matches("--cfg=")
+                .split(',')
+                .map(|x| x.parse().expect("--cfg=W,S takes two numbers"))
+                .collect();
+            EnsembleConfig {
+                window_factor: v[0],
+                sharpness: v[1],
+            }
+        })
+        .collect();
+    if configs.is_empty() {
+        configs.push(EnsembleConfig::default());
+    }
+    let cost = CostModel::default();
+    for path in paths {
+        let t = trace::read_path(Path::new(path))?;
+        let (u, b) = unique_objects(&t.requests);
+        for frac in [0.05, 0.1] {
+            let cap = CacheSize::FractionObjects(frac).objects(u, b);
+            let mut line = format!("{:<14} {frac:>5}", t.name);
+            for k in [PolicyKind::Arc, PolicyKind::S3Fifo, PolicyKind::Reuse] {
+                let r = simulate(k.build(cap)?.as_mut(), &t.requests, &cost, 0, false);
+                line += &format!("  {} {:.2}", k.name(), 100.0 * r.hit_ratio());
+            }
+            for cfg in &configs {
+                let mut e = Ensemble::with_config(cap, 1, *cfg);
+                let r = simulate(&mut e, &t.requests, &cost, 0, false);
+                line += &format!(
+                    "  W{},S{}: {:.2} ({} leader changes, last {})",
+                    cfg.window_factor,
+                    cfg.sharpness,
+                    100.0 * r.hit_ratio(),
+                    e.switches(),
+                    e.leader()
+                );
+                e.check_invariants();
+            }
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
