@@ -99,7 +99,7 @@ pub struct Ensemble {
     /// Resident ids, with their mask and node in `by_mask[mask]`.
     residents: IdMap<(u8, Handle)>,
     score: [f64; EXPERTS],
-    /// Weight of each mask, from the scores (recomputed every request).
+    /// Weight of each mask, from the scores (recomputed when a full tier misses).
     weight: [f64; MASKS],
     decay: f64,
     cfg: EnsembleConfig,
@@ -168,23 +168,24 @@ impl Ensemble {
         std::mem::size_of::<[f64; EXPERTS]>() + Reuse::new(1, 0).model_bytes()
     }
 
-    /// Resident `id` (if it is one) now has `mask`: move it to that list.
-    fn set_mask(&mut self, id: ObjectId, mask: u8) {
-        if let Some(r) = self.residents.get_mut(&id) {
-            if r.0 != mask {
-                self.by_mask[r.0 as usize].remove(r.1);
-                *r = (mask, self.by_mask[mask as usize].push_front(id, 0));
-            }
+    /// If `id` is resident, give it mask `f(mask)` (moving it to that list),
+    /// with one hash lookup; returns whether it is resident.
+    fn remask(&mut self, id: ObjectId, f: impl Fn(u8) -> u8) -> bool {
+        let Some(r) = self.residents.get_mut(&id) else {
+            return false;
+        };
+        let mask = f(r.0);
+        if r.0 != mask {
+            self.by_mask[r.0 as usize].remove(r.1);
+            *r = (mask, self.by_mask[mask as usize].push_front(id, 0));
         }
+        true
     }
 
     /// Expert `j` no longer holds the objects in `scratch`.
     fn note_left(&mut self, j: usize) {
         for i in 0..self.scratch.len() {
-            let e = self.scratch[i];
-            if let Some(&(m, _)) = self.residents.get(&e) {
-                self.set_mask(e, m & !(1 << j));
-            }
+            self.remask(self.scratch[i], |m| m & !(1 << j));
         }
     }
 
@@ -223,8 +224,8 @@ impl Ensemble {
         Some((m, self.by_mask[m].id(h)))
     }
 
-    /// Leader and mask weights from the scores.
-    fn reweigh(&mut self) {
+    /// Track the best-scoring expert (for [`Ensemble::leader`]).
+    fn track_leader(&mut self) {
         let mut best = self.leader;
         for j in 0..EXPERTS {
             if self.score[j] > self.score[best] {
@@ -235,8 +236,16 @@ impl Ensemble {
             self.leader = best;
             self.switches += 1;
         }
-        let top = self.score[best].max(f64::MIN_POSITIVE);
-        let w = self.score.map(|s| (s / top).powf(self.cfg.sharpness));
+    }
+
+    /// Mask weights from the scores; needed only when a full tier misses.
+    fn reweigh(&mut self) {
+        let top = self.score[self.leader].max(f64::MIN_POSITIVE);
+        let w = if self.cfg.sharpness == 1.0 {
+            self.score.map(|s| s / top)
+        } else {
+            self.score.map(|s| (s / top).powf(self.cfg.sharpness))
+        };
         for m in 0..MASKS {
             self.weight[m] = (0..EXPERTS).filter(|j| m >> j & 1 == 1).map(|j| w[j]).sum();
         }
@@ -267,12 +276,12 @@ impl Policy for Ensemble {
             }
             self.note_left(j);
         }
-        self.reweigh();
-        if let Some(&(m, _)) = self.residents.get(&req.id) {
-            self.set_mask(req.id, m | held);
+        self.track_leader();
+        if self.remask(req.id, |m| m | held) {
             return Outcome::HIT;
         }
         if self.residents.len() >= self.cap {
+            self.reweigh();
             match self.victim() {
                 Some((m, v)) if self.outweighs(held as usize, m) => {
                     self.drop_resident(v);
@@ -293,6 +302,7 @@ impl Policy for Ensemble {
             self.experts[j].resize(self.cap, &mut self.scratch);
             self.note_left(j);
         }
+        self.reweigh();
         while self.residents.len() > self.cap {
             match self.victim() {
                 Some((_, v)) => {
