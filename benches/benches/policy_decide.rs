@@ -7,6 +7,9 @@
 //! - `learned`: `PolicyKind::Learned`, the shipped learned agents: the
 //!   selection agent running ARC, S3-FIFO and the reuse-model agents as
 //!   shadows and voting among them (`cache::Ensemble`), training included.
+//!   `learned_frozen`: the same after the warm-up replay with training off
+//!   (`Ensemble::set_training(false)`: scores and the reuse table frozen);
+//!   `learned` minus `learned_frozen` is the shipped agent's training cost.
 //! - `reuse`: `PolicyKind::Reuse`, the reuse-model placement + migration agents
 //!   alone with `ReuseConfig::default()`; `reuse_migration`: the same with
 //!   admission off (migration agent only). Their online training (label
@@ -16,7 +19,6 @@
 //!   learned values without the training work. `reuse` minus `reuse_frozen`
 //!   is the reuse agents' training cost per access; times 1M accesses/s it is
 //!   the share of one core training takes at that rate (issue 4: at most 5 %).
-//!   The selection agent's own training is three multiply-adds per access.
 //!
 //! Workload: `workload::zipf` over 100,000 objects, 2^20 requests, seed 42;
 //! fast tier of 5,000 objects (5 % of the objects). Each policy first replays the
@@ -36,7 +38,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use engram_policy::cache::{Reuse, ReuseConfig};
+use engram_policy::cache::{Ensemble, Reuse, ReuseConfig};
 use engram_policy::{ObjectId, Policy, PolicyKind, Request, workload};
 
 const OBJECTS: usize = 100_000;
@@ -93,6 +95,18 @@ fn warmed_frozen(trace: &[Request]) -> Reuse {
     l
 }
 
+/// The selection agent trained over `trace`, then with training switched off.
+fn warmed_frozen_ensemble(trace: &[Request]) -> Ensemble {
+    let mut e = Ensemble::new(CAPACITY, AGENT_SEED);
+    let mut evicted = Vec::new();
+    for req in trace {
+        e.access(req, &mut evicted);
+        evicted.clear();
+    }
+    e.set_training(false);
+    e
+}
+
 fn policies() -> Vec<(&'static str, Box<dyn Policy>)> {
     let build = |k: PolicyKind| k.build(CAPACITY).expect("policy");
     vec![
@@ -145,23 +159,28 @@ fn bench_access(c: &mut Criterion) {
             });
             policy.check_invariants();
         }
-        let mut frozen = warmed_frozen(&trace);
-        let mut evicted: Vec<ObjectId> = Vec::with_capacity(64);
-        let mut next = 0usize;
-        g.bench_function(BenchmarkId::new("reuse_frozen", &param), |b| {
-            b.iter(|| {
-                let out = frozen.access(black_box(&trace[next]), &mut evicted);
+        let frozen: [(&str, Box<dyn Policy>); 2] = [
+            ("reuse_frozen", Box::new(warmed_frozen(&trace))),
+            ("learned_frozen", Box::new(warmed_frozen_ensemble(&trace))),
+        ];
+        for (name, mut frozen) in frozen {
+            let mut evicted: Vec<ObjectId> = Vec::with_capacity(64);
+            let mut next = 0usize;
+            g.bench_function(BenchmarkId::new(name, &param), |b| {
+                b.iter(|| {
+                    let out = frozen.access(black_box(&trace[next]), &mut evicted);
+                    evicted.clear();
+                    next = (next + 1) % REQUESTS;
+                    out
+                })
+            });
+            per_access(&format!("access/{name}/{param}"), overhead, |_| {
+                frozen.access(black_box(&trace[next]), &mut evicted);
                 evicted.clear();
                 next = (next + 1) % REQUESTS;
-                out
-            })
-        });
-        per_access(&format!("access/reuse_frozen/{param}"), overhead, |_| {
-            frozen.access(black_box(&trace[next]), &mut evicted);
-            evicted.clear();
-            next = (next + 1) % REQUESTS;
-        });
-        frozen.check_invariants();
+            });
+            frozen.check_invariants();
+        }
     }
     g.finish();
 }

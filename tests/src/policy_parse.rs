@@ -20,7 +20,7 @@
 //! # Policy byte format
 //!
 //! ```text
-//! input := kind:u8 cap:u8 op*          kind % 11 picks the PolicyKind, capacity 1 + cap % 32
+//! input := kind:u8 cap:u8 op*          kind % 12 picks the PolicyKind (`PolicyKind::ALL`), capacity 1 + cap % 32
 //! op    := code:u8 arg:u8              code % 8: 0..=3 read, 4 write, 5 delete of object arg % 48,
 //!                                      6 remove object arg % 48, 7 resize to 1 + arg % 40
 //! ```

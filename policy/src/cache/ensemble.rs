@@ -144,6 +144,8 @@ pub struct Ensemble {
     cfg: EnsembleConfig,
     leader: usize,
     switches: u64,
+    /// Online training on (the default); see [`Ensemble::set_training`].
+    training: bool,
     scratch: Vec<ObjectId>,
 }
 
@@ -198,6 +200,7 @@ impl Ensemble {
             cfg,
             leader: 0,
             switches: 0,
+            training: true,
             scratch: Vec::new(),
         }
     }
@@ -214,6 +217,15 @@ impl Ensemble {
     /// How many times the best-scoring expert changed.
     pub fn switches(&self) -> u64 {
         self.switches
+    }
+
+    /// Switch online training on or off. Off, the experts' scores stay as they
+    /// are (the vote keeps its weights) and the reuse agents stop updating
+    /// their table; the shadows still run, since their contents are the state
+    /// the vote reads. For measuring what training costs (benches).
+    pub fn set_training(&mut self, on: bool) {
+        self.training = on;
+        self.experts.reuse.set_training(on);
     }
 
     /// Bytes of the learned state (the scores and the reuse agents' table),
@@ -324,7 +336,9 @@ impl Policy for Ensemble {
         for j in 0..EXPERTS {
             self.scratch.clear();
             let o = self.experts.access(j, req, &mut self.scratch);
-            self.score[j] = self.score[j] * self.decay + if o.hit { 1.0 } else { 0.0 };
+            if self.training {
+                self.score[j] = self.score[j] * self.decay + if o.hit { 1.0 } else { 0.0 };
+            }
             if o.hit || o.admitted {
                 held |= 1 << j;
             }
@@ -450,6 +464,28 @@ mod tests {
         let cost = CostModel::default();
         let run = || simulate(&mut Ensemble::new(100, 1), &t, &cost, 10, false);
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn training_off_freezes_the_scores() {
+        let t = workload::zipf(2000, 0.8, 30_000, 5);
+        let mut e = Ensemble::new(100, 3);
+        let mut ev = Vec::new();
+        for r in &t[..20_000] {
+            e.access(r, &mut ev);
+        }
+        e.set_training(false);
+        let score = e.score;
+        for r in &t[20_000..] {
+            e.access(r, &mut ev);
+        }
+        e.check_invariants();
+        assert_eq!(e.score, score);
+        e.set_training(true);
+        for r in &t[..1000] {
+            e.access(r, &mut ev);
+        }
+        assert_ne!(e.score, score, "training resumes");
     }
 
     #[test]
