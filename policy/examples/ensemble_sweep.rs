@@ -1,8 +1,10 @@
 //! Hit ratio of the selection agent (`PolicyKind::Learned`) under a few
 //! window / vote settings, next to its experts: how the one shipped
 //! configuration (`EnsembleConfig::default`) was chosen. Run:
-//! `cargo run --release -p engram-policy --example ensemble_sweep -- [--cfg=W,S ...] TRACE...`
+//! `cargo run --release -p engram-policy --example ensemble_sweep -- [--cfg=W,S ...] [--seeds=N] TRACE...`
 //! (`W`: score window in capacities, `S`: the vote's sharpness; none: the default).
+//! `--seeds=N` runs each configuration with the reuse expert's seeds 1..=N and
+//! prints the mean, lowest and highest hit ratio (default: seed 1 only).
 
 use std::path::Path;
 
@@ -11,8 +13,16 @@ use engram_policy::{CacheSize, CostModel, PolicyKind, simulate, trace, unique_ob
 
 fn main() -> Result<(), engram_policy::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cfgs, paths): (Vec<&String>, Vec<&String>) =
-        args.iter().partition(|a| a.starts_with("--cfg="));
+    let (opts, paths): (Vec<&String>, Vec<&String>) =
+        args.iter().partition(|a| a.starts_with("--"));
+    let seeds: u64 = opts
+        .iter()
+        .find_map(|a| a.strip_prefix("--seeds="))
+        .map_or(1, |n| n.parse().expect("--seeds=N takes a count"));
+    let cfgs: Vec<&String> = opts
+        .into_iter()
+        .filter(|a| a.starts_with("--cfg="))
+        .collect();
     let mut configs: Vec<EnsembleConfig> = cfgs
         .iter()
         .map(|a| {
@@ -42,17 +52,30 @@ fn main() -> Result<(), engram_policy::Error> {
                 line += &format!("  {} {:.2}", k.name(), 100.0 * r.hit_ratio());
             }
             for cfg in &configs {
-                let mut e = Ensemble::with_config(cap, 1, *cfg);
-                let r = simulate(&mut e, &t.requests, &cost, 0, false);
-                line += &format!(
-                    "  W{},S{}: {:.2} ({} leader changes, last {})",
-                    cfg.window_factor,
-                    cfg.sharpness,
-                    100.0 * r.hit_ratio(),
-                    e.switches(),
-                    e.leader()
-                );
-                e.check_invariants();
+                let mut hits = Vec::new();
+                let mut last = String::new();
+                for seed in 1..=seeds {
+                    let mut e = Ensemble::with_config(cap, seed, *cfg);
+                    let r = simulate(&mut e, &t.requests, &cost, 0, false);
+                    e.check_invariants();
+                    hits.push(100.0 * r.hit_ratio());
+                    last = format!("{} leader changes, last {}", e.switches(), e.leader());
+                }
+                let mean = hits.iter().sum::<f64>() / hits.len() as f64;
+                let (lo, hi) = hits
+                    .iter()
+                    .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+                line += &if seeds == 1 {
+                    format!(
+                        "  W{},S{}: {mean:.2} ({last})",
+                        cfg.window_factor, cfg.sharpness
+                    )
+                } else {
+                    format!(
+                        "  W{},S{}: {mean:.2} [{lo:.2}, {hi:.2}] over {seeds} seeds",
+                        cfg.window_factor, cfg.sharpness
+                    )
+                };
             }
             println!("{line}");
         }
