@@ -35,6 +35,8 @@ usage: benches/compare.sh [options]
   --engram-switches    also run engram with each hardening switch turned off, one at a time
                        (ENGRAM_MALLOC=guard=0, quarantine=0, zero=0, canary=0, random=0)
                        and all of them off, and report what each switch costs
+  --engram-env LIST    also run engram under each of these ENGRAM_MALLOC values, one
+                       column each (';'-separated, e.g. 'tcache=32;tcache=16,quarantine=32')
   --only LIST          only these workloads (comma-separated names, see below)
   --synthetic-only     only the C workloads of benches/workloads/
   --real-only          only the real programs
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
     case $1 in
     -n | --reps) reps=$2; shift 2 ;;
     --engram-switches) switches=1; shift ;;
+    --engram-env) engram_envs=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --synthetic-only) sets=synthetic; shift ;;
     --real-only) sets=real; shift ;;
@@ -137,6 +140,13 @@ if [ "$switches" = 1 ]; then
         else
             add_cfg "engram[${switch_label[$i]}]" - "${switch_list[$i]}"
         fi
+    done
+fi
+if [ -n "${engram_envs:-}" ]; then
+    IFS=';' read -r -a env_list <<<"$engram_envs"
+    for e in "${env_list[@]}"; do
+        [ -n "$e" ] || continue
+        if [ "$engram_ok" = 1 ]; then add_cfg "engram[$e]" "$engram_so" "$e"; else add_cfg "engram[$e]" - "$e"; fi
     done
 fi
 ncfg=${#cfg_name[@]}
@@ -429,11 +439,11 @@ report() { # $1: text | md
         for (j = 1; j <= nc; j++) if (cname[j] ~ /^engram\[/) nsw++
         if (nsw > 0 && base != "" && cav[base] == 1) {
             print ""
-            if (mode == "md") print "Cost of each hardening switch: geomean of engram (all defaults on) over engram with the switch off; 1.10 means the switch costs 10%."
-            else print "cost of each hardening switch: geomean of engram (defaults) / engram (switch off)"
+            if (mode == "md") print "Cost of each hardening switch (or other ENGRAM_MALLOC setting): geomean of engram (all defaults) over engram[setting]; 1.10 means the defaults cost 10% more than that setting."
+            else print "cost of each hardening switch or setting: geomean of engram (defaults) / engram[setting]"
             if (mode == "md") print ""
             delete cell; n = 0
-            cell[++n] = "switch off"; cell[++n] = "real time"; cell[++n] = "real RSS"; cell[++n] = "synth time"; cell[++n] = "synth RSS"
+            cell[++n] = "setting"; cell[++n] = "real time"; cell[++n] = "real RSS"; cell[++n] = "synth time"; cell[++n] = "synth RSS"
             row(cell, n); sep(n)
             for (j = 1; j <= nc; j++) {
                 c = cname[j]
