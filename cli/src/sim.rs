@@ -28,7 +28,8 @@ pub struct SimArgs {
     /// Trace file (any format in shared/traces; .zst is decompressed).
     #[arg(long)]
     trace: PathBuf,
-    /// Policies, comma separated, or `all`.
+    /// Policies, comma separated, or `all`: lru, fifo, clock, lfu, 2q, arc,
+    /// s3fifo, sieve, threshold, reuse, learned, belady.
     #[arg(long, default_value = "all")]
     policy: String,
     /// Fast-tier sizes, comma separated: 5% or 0.05 (of unique objects),
