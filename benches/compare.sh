@@ -131,22 +131,19 @@ else
     if [ -e "$engram_so" ]; then log "$engram_so does not load (LD_PRELOAD=... /bin/true fails): n/a"; else log "$engram_so missing: engram n/a"; fi
     add_cfg engram - ""
 fi
+# An engram column run under ENGRAM_MALLOC=$2, labelled engram[$1] (n/a without the .so).
+add_engram_cfg() {
+    if [ "$engram_ok" = 1 ]; then add_cfg "engram[$1]" "$engram_so" "$2"; else add_cfg "engram[$1]" - "$2"; fi
+}
 switch_list=(guard=0 quarantine=0 zero=0 canary=0 random=0 "guard=0,quarantine=0,zero=0,canary=0,random=0")
 switch_label=(guard=0 quarantine=0 zero=0 canary=0 random=0 all-off)
 if [ "$switches" = 1 ]; then
-    for i in "${!switch_list[@]}"; do
-        if [ "$engram_ok" = 1 ]; then
-            add_cfg "engram[${switch_label[$i]}]" "$engram_so" "${switch_list[$i]}"
-        else
-            add_cfg "engram[${switch_label[$i]}]" - "${switch_list[$i]}"
-        fi
-    done
+    for i in "${!switch_list[@]}"; do add_engram_cfg "${switch_label[$i]}" "${switch_list[$i]}"; done
 fi
 if [ -n "${engram_envs:-}" ]; then
     IFS=';' read -r -a env_list <<<"$engram_envs"
     for e in "${env_list[@]}"; do
-        [ -n "$e" ] || continue
-        if [ "$engram_ok" = 1 ]; then add_cfg "engram[$e]" "$engram_so" "$e"; else add_cfg "engram[$e]" - "$e"; fi
+        [ -n "$e" ] && add_engram_cfg "$e" "$e"
     done
 fi
 ncfg=${#cfg_name[@]}

@@ -37,7 +37,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use engram_policy::cache::{Ensemble, Reuse, ReuseConfig};
 use engram_policy::{ObjectId, Policy, PolicyKind, Request, workload};
 
@@ -83,28 +86,27 @@ fn per_access(id: &str, overhead: f64, mut step: impl FnMut(usize)) {
     );
 }
 
-/// The reuse-model agents trained over `trace`, then with training switched off.
-fn warmed_frozen(trace: &[Request]) -> Reuse {
-    let mut l = Reuse::with_config(CAPACITY, AGENT_SEED, ReuseConfig::default());
+/// Replay `trace` once through `p`, untimed: a full tier and trained agents.
+fn warmed<P: Policy + ?Sized>(p: &mut P, trace: &[Request]) {
     let mut evicted = Vec::new();
     for req in trace {
-        l.access(req, &mut evicted);
+        p.access(req, &mut evicted);
         evicted.clear();
     }
-    l.set_training(false);
-    l
 }
 
-/// The selection agent trained over `trace`, then with training switched off.
-fn warmed_frozen_ensemble(trace: &[Request]) -> Ensemble {
-    let mut e = Ensemble::new(CAPACITY, AGENT_SEED);
-    let mut evicted = Vec::new();
-    for req in trace {
-        e.access(req, &mut evicted);
-        evicted.clear();
-    }
-    e.set_training(false);
-    e
+/// The frozen variants: each agent warmed over `trace`, then with training off.
+fn frozen(trace: &[Request]) -> Vec<(&'static str, Box<dyn Policy>)> {
+    let mut reuse = Reuse::with_config(CAPACITY, AGENT_SEED, ReuseConfig::default());
+    warmed(&mut reuse, trace);
+    reuse.set_training(false);
+    let mut learned = Ensemble::new(CAPACITY, AGENT_SEED);
+    warmed(&mut learned, trace);
+    learned.set_training(false);
+    vec![
+        ("reuse_frozen", Box::new(reuse)),
+        ("learned_frozen", Box::new(learned)),
+    ]
 }
 
 fn policies() -> Vec<(&'static str, Box<dyn Policy>)> {
@@ -130,6 +132,34 @@ fn policies() -> Vec<(&'static str, Box<dyn Policy>)> {
     ]
 }
 
+/// Criterion's mean per access, then the per-access p50 / p99, continuing
+/// around `trace` from its start.
+fn time_access(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    param: &str,
+    policy: &mut dyn Policy,
+    trace: &[Request],
+    overhead: f64,
+) {
+    let mut evicted: Vec<ObjectId> = Vec::with_capacity(64);
+    let mut next = 0usize;
+    g.bench_function(BenchmarkId::new(name, param), |b| {
+        b.iter(|| {
+            let out = policy.access(black_box(&trace[next]), &mut evicted);
+            evicted.clear();
+            next = (next + 1) % REQUESTS;
+            out
+        })
+    });
+    per_access(&format!("access/{name}/{param}"), overhead, |_| {
+        policy.access(black_box(&trace[next]), &mut evicted);
+        evicted.clear();
+        next = (next + 1) % REQUESTS;
+    });
+    policy.check_invariants();
+}
+
 fn bench_access(c: &mut Criterion) {
     let mut g = c.benchmark_group("access");
     g.throughput(Throughput::Elements(1));
@@ -138,48 +168,11 @@ fn bench_access(c: &mut Criterion) {
         let trace: Vec<Request> = workload::zipf(OBJECTS, alpha, REQUESTS, SEED);
         let param = format!("zipf{alpha}");
         for (name, mut policy) in policies() {
-            let mut evicted: Vec<ObjectId> = Vec::with_capacity(64);
-            for req in &trace {
-                policy.access(req, &mut evicted);
-                evicted.clear();
-            }
-            let mut next = 0usize;
-            g.bench_function(BenchmarkId::new(name, &param), |b| {
-                b.iter(|| {
-                    let out = policy.access(black_box(&trace[next]), &mut evicted);
-                    evicted.clear();
-                    next = (next + 1) % REQUESTS;
-                    out
-                })
-            });
-            per_access(&format!("access/{name}/{param}"), overhead, |_| {
-                policy.access(black_box(&trace[next]), &mut evicted);
-                evicted.clear();
-                next = (next + 1) % REQUESTS;
-            });
-            policy.check_invariants();
+            warmed(policy.as_mut(), &trace);
+            time_access(&mut g, name, &param, policy.as_mut(), &trace, overhead);
         }
-        let frozen: [(&str, Box<dyn Policy>); 2] = [
-            ("reuse_frozen", Box::new(warmed_frozen(&trace))),
-            ("learned_frozen", Box::new(warmed_frozen_ensemble(&trace))),
-        ];
-        for (name, mut frozen) in frozen {
-            let mut evicted: Vec<ObjectId> = Vec::with_capacity(64);
-            let mut next = 0usize;
-            g.bench_function(BenchmarkId::new(name, &param), |b| {
-                b.iter(|| {
-                    let out = frozen.access(black_box(&trace[next]), &mut evicted);
-                    evicted.clear();
-                    next = (next + 1) % REQUESTS;
-                    out
-                })
-            });
-            per_access(&format!("access/{name}/{param}"), overhead, |_| {
-                frozen.access(black_box(&trace[next]), &mut evicted);
-                evicted.clear();
-                next = (next + 1) % REQUESTS;
-            });
-            frozen.check_invariants();
+        for (name, mut policy) in frozen(&trace) {
+            time_access(&mut g, name, &param, policy.as_mut(), &trace, overhead);
         }
     }
     g.finish();

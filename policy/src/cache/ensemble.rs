@@ -93,7 +93,8 @@ impl Default for EnsembleConfig {
 /// Masks of which experts hold an object.
 const MASKS: usize = 1 << EXPERTS;
 
-/// The three shadows, called directly (no `dyn` dispatch on the hot path).
+/// The three shadows, by type, so that the reuse agents' training switch and
+/// model size stay reachable; `get` / `get_mut` give expert `j` (score order).
 #[derive(Debug)]
 struct Experts {
     arc: Arc,
@@ -102,13 +103,6 @@ struct Experts {
 }
 
 impl Experts {
-    fn access(&mut self, j: usize, req: &Request, ev: &mut Vec<ObjectId>) -> Outcome {
-        match j {
-            0 => self.arc.access(req, ev),
-            1 => self.s3.access(req, ev),
-            _ => self.reuse.access(req, ev),
-        }
-    }
     fn get(&self, j: usize) -> &dyn Policy {
         match j {
             0 => &self.arc,
@@ -255,37 +249,29 @@ impl Ensemble {
         }
     }
 
-    /// Demote resident `id`.
-    fn drop_resident(&mut self, id: ObjectId) {
-        if let Some((m, h)) = self.residents.remove(&id) {
-            self.by_mask[m as usize].remove(h);
-        }
+    /// Forget resident `id`; returns whether it was resident.
+    fn drop_resident(&mut self, id: ObjectId) -> bool {
+        let Some((m, h)) = self.residents.remove(&id) else {
+            return false;
+        };
+        self.by_mask[m as usize].remove(h);
+        true
     }
 
-    /// The mask of the resident to demote: the lowest weight, then the fewest
-    /// experts; the oldest of its list goes.
-    fn victim_mask(&self) -> Option<usize> {
-        (0..MASKS)
-            .filter(|&m| !self.by_mask[m].is_empty())
-            .min_by(|&a, &b| {
-                self.weight[a]
-                    .total_cmp(&self.weight[b])
-                    .then((a.count_ones()).cmp(&b.count_ones()))
-            })
-    }
-
-    /// Whether an object of mask `a` is worth more than one of mask `b`:
-    /// more weight, or as much held by more experts (before any expert has
-    /// scored, every weight is 0).
-    fn outweighs(&self, a: usize, b: usize) -> bool {
+    /// What an object of mask `a` is worth against one of mask `b`: its
+    /// weight, then how many experts hold it (before any expert has scored,
+    /// every weight is 0). Ties keep the lower mask first.
+    fn worth(&self, a: usize, b: usize) -> std::cmp::Ordering {
         self.weight[a]
             .total_cmp(&self.weight[b])
             .then(a.count_ones().cmp(&b.count_ones()))
-            .is_gt()
     }
 
+    /// The resident to demote, with its mask: the oldest of the least worth.
     fn victim(&self) -> Option<(usize, ObjectId)> {
-        let m = self.victim_mask()?;
+        let m = (0..MASKS)
+            .filter(|&m| !self.by_mask[m].is_empty())
+            .min_by(|&a, &b| self.worth(a, b))?;
         let h = self.by_mask[m].back()?;
         Some((m, self.by_mask[m].id(h)))
     }
@@ -335,7 +321,7 @@ impl Policy for Ensemble {
         let mut held = 0u8;
         for j in 0..EXPERTS {
             self.scratch.clear();
-            let o = self.experts.access(j, req, &mut self.scratch);
+            let o = self.experts.get_mut(j).access(req, &mut self.scratch);
             if self.training {
                 self.score[j] = self.score[j] * self.decay + if o.hit { 1.0 } else { 0.0 };
             }
@@ -351,7 +337,7 @@ impl Policy for Ensemble {
         if self.residents.len() >= self.cap {
             self.reweigh();
             match self.victim() {
-                Some((m, v)) if self.outweighs(held as usize, m) => {
+                Some((m, v)) if self.worth(held as usize, m).is_gt() => {
                     self.drop_resident(v);
                     evicted.push(v);
                 }
@@ -372,22 +358,16 @@ impl Policy for Ensemble {
         }
         self.reweigh();
         while self.residents.len() > self.cap {
-            match self.victim() {
-                Some((_, v)) => {
-                    self.drop_resident(v);
-                    evicted.push(v);
-                }
-                None => break,
-            }
+            let Some((_, v)) = self.victim() else { break };
+            self.drop_resident(v);
+            evicted.push(v);
         }
     }
     fn remove(&mut self, id: ObjectId) -> bool {
         for j in 0..EXPERTS {
             self.experts.get_mut(j).remove(id);
         }
-        let was = self.residents.contains_key(&id);
-        self.drop_resident(id);
-        was
+        self.drop_resident(id)
     }
     fn check_invariants(&self) {
         assert!(self.residents.len() <= self.cap);
