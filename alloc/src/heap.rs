@@ -552,7 +552,8 @@ fn split(gm: &Geom, ro: u32) -> (u32, u32) {
 }
 
 /// Classify `addr` in the slab region by arithmetic alone: Ok(slot) for the start
-/// of a slot; Err(fault) for a guard page or an interior pointer. The caller
+/// of a slot; Err(fault) for a guard page, the slack after a slab's last slot, or
+/// an interior pointer. The caller
 /// checked `addr - base < span`. The slot's slab may be uncommitted (a wild
 /// pointer): callers read the slot's memory only once its live byte says it was
 /// handed out, which only a slot of a committed slab can be. The live bytes
@@ -1011,10 +1012,13 @@ fn claim_in(c: usize, a: usize, out: &mut [Claimed], rng: u64) -> usize {
     let got = central.claim(&mut view, out, rng, |rel| {
         let idx = (first + rel) as usize;
         let start = (gl.base + (c << gl.rshift) + (idx << gm.shift)) as *mut u8;
+        // Class 0 (malloc(0)) stays inaccessible: nothing to commit or count.
+        if c == 0 {
+            return true;
+        }
         // SAFETY: slab `idx` lies inside the class region we reserved (the view
-        // ends at `max_slabs`) and is not yet committed; class 0 stays
-        // inaccessible.
-        if c != 0 && !unsafe { os::commit(start, gm.slab_bytes as usize) } {
+        // ends at `max_slabs`) and is not yet committed.
+        if !unsafe { os::commit(start, gm.slab_bytes as usize) } {
             return false;
         }
         COUNTERS

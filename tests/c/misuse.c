@@ -334,6 +334,39 @@ static int realloc_foreign(void) {
     return survived("realloc of a foreign pointer");
 }
 
+/* A slot-aligned address in a slab of the block's class that was never
+ * committed: 512 slab strides (1 MiB each for a 16-byte class) past a fresh
+ * block. Nothing here commits that many slabs. The allocator may read the
+ * slot's live byte (it reads 0) but must not touch the slot, which is still
+ * PROT_NONE reservation: a report, not a SIGSEGV. */
+static void *uncommitted_slot(void) {
+    char *p = xmalloc(16);
+    return (void *)((uintptr_t)p + 512 * MIB);
+}
+
+static int free_uncommitted_slab(void) {
+    void *q = uncommitted_slot();
+    announce(q);
+    free(launder(q));
+    return survived("free of a slot in a slab never committed");
+}
+
+static int realloc_uncommitted_slab(void) {
+    void *q = uncommitted_slot();
+    announce(q);
+    void *r = realloc(launder(q), 64);
+    (void)r;
+    return survived("realloc of a slot in a slab never committed");
+}
+
+static int usable_size_uncommitted_slab(void) {
+    void *q = uncommitted_slot();
+    announce(q);
+    size_t n = malloc_usable_size(launder(q));
+    fprintf(stderr, "misuse: malloc_usable_size returned %zu\n", n);
+    return survived("malloc_usable_size of a slot in a slab never committed");
+}
+
 static int usable_size_freed(void) {
     char *p = xmalloc(32);
     announce(p);
@@ -756,6 +789,9 @@ static const struct named_case cases[] = {
     {"realloc_freed", realloc_freed},
     {"realloc_interior", realloc_interior},
     {"realloc_foreign", realloc_foreign},
+    {"free_uncommitted_slab", free_uncommitted_slab},
+    {"realloc_uncommitted_slab", realloc_uncommitted_slab},
+    {"usable_size_uncommitted_slab", usable_size_uncommitted_slab},
     {"usable_size_freed", usable_size_freed},
     {"usable_size_interior", usable_size_interior},
     {"usable_size_foreign", usable_size_foreign},

@@ -37,6 +37,9 @@ const ALL_CASES: &[&str] = &[
     "realloc_freed",
     "realloc_interior",
     "realloc_foreign",
+    "free_uncommitted_slab",
+    "realloc_uncommitted_slab",
+    "usable_size_uncommitted_slab",
     "usable_size_freed",
     "usable_size_interior",
     "usable_size_foreign",
@@ -332,6 +335,33 @@ fn realloc_of_interior_pointer() {
 #[test]
 fn realloc_of_foreign_pointer() {
     expect_fault("realloc_foreign", "", "invalid pointer", "realloc", At::Ptr);
+}
+
+/// A slot-aligned address in a slab never committed: only its live byte may be
+/// read (0), never the slot (PROT_NONE): the allocator's report, not SIGSEGV.
+#[test]
+fn misuse_of_a_slot_in_an_uncommitted_slab() {
+    expect_fault(
+        "free_uncommitted_slab",
+        "",
+        "invalid pointer",
+        "free",
+        At::Ptr,
+    );
+    expect_fault(
+        "realloc_uncommitted_slab",
+        "",
+        "invalid pointer",
+        "realloc",
+        At::Ptr,
+    );
+    expect_fault(
+        "usable_size_uncommitted_slab",
+        "",
+        "invalid pointer",
+        "malloc_usable_size",
+        At::Ptr,
+    );
 }
 
 // ------------------------------------------------------- malloc_usable_size
