@@ -553,10 +553,10 @@ fn split(gm: &Geom, ro: u32) -> (u32, u32) {
 
 /// Classify `addr` in the slab region by arithmetic alone: Ok(slot) for the start
 /// of a slot; Err(fault) for a guard page, the slack after a slab's last slot, or
-/// an interior pointer. The caller
-/// checked `addr - base < span`. The slot's slab may be uncommitted (a wild
-/// pointer): callers read the slot's memory only once its live byte says it was
-/// handed out, which only a slot of a committed slab can be. The live bytes
+/// an interior pointer. The caller checked `addr - base < span`. The slot's slab
+/// may be uncommitted (a wild pointer): callers read the slot's memory only once
+/// its live byte says it was handed out, which only a slot of a committed slab
+/// can be. The live bytes
 /// themselves are always readable (the metadata mapping is all RW; a never
 /// used page reads zero: not live). Checking a per-arena count of committed
 /// slabs here instead cost a cache miss per free and per malloc_usable_size
@@ -1010,12 +1010,12 @@ fn claim_in(c: usize, a: usize, out: &mut [Claimed], rng: u64) -> usize {
     let mut central = arena.central.lock();
     let (first, mut view) = slabs_view(gm, a);
     let got = central.claim(&mut view, out, rng, |rel| {
-        let idx = (first + rel) as usize;
-        let start = (gl.base + (c << gl.rshift) + (idx << gm.shift)) as *mut u8;
         // Class 0 (malloc(0)) stays inaccessible: nothing to commit or count.
         if c == 0 {
             return true;
         }
+        let idx = (first + rel) as usize;
+        let start = (gl.base + (c << gl.rshift) + (idx << gm.shift)) as *mut u8;
         // SAFETY: slab `idx` lies inside the class region we reserved (the view
         // ends at `max_slabs`) and is not yet committed.
         if !unsafe { os::commit(start, gm.slab_bytes as usize) } {

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use engram_policy::cache::{Ensemble, EnsembleConfig, Policy};
-use engram_policy::{CacheSize, CostModel, PolicyKind, simulate, trace, unique_objects};
+use engram_policy::{CacheSize, CostModel, simulate, trace, unique_objects};
 
 fn main() -> Result<(), engram_policy::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,7 +47,7 @@ fn main() -> Result<(), engram_policy::Error> {
         for frac in [0.05, 0.1] {
             let cap = CacheSize::FractionObjects(frac).objects(u, b);
             let mut line = format!("{:<14} {frac:>5}", t.name);
-            for k in [PolicyKind::Arc, PolicyKind::S3Fifo, PolicyKind::Reuse] {
+            for k in Ensemble::EXPERT_KINDS {
                 let r = simulate(k.build(cap)?.as_mut(), &t.requests, &cost, 0, false);
                 line += &format!("  {} {:.2}", k.name(), 100.0 * r.hit_ratio());
             }

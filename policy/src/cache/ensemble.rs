@@ -61,13 +61,11 @@
 //! three `f64` scores and the reuse agents' 4.3 KiB table.
 
 use super::list::{Handle, List};
-use super::{Arc, Outcome, Policy, Reuse, S3Fifo};
+use super::{Arc, Outcome, Policy, PolicyKind, Reuse, S3Fifo};
 use crate::types::{IdMap, ObjectId, Request};
 
 /// Experts the agent chooses among.
 pub const EXPERTS: usize = 3;
-/// Names of the experts, in score order.
-pub const EXPERT_NAMES: [&str; EXPERTS] = ["ARC", "S3FIFO", "Reuse"];
 /// Smallest score window, requests.
 const MIN_WINDOW: f64 = 1024.0;
 
@@ -149,13 +147,18 @@ impl std::fmt::Debug for Ensemble {
             .field("cap", &self.cap)
             .field("residents", &self.residents.len())
             .field("score", &self.score)
-            .field("leader", &EXPERT_NAMES[self.leader])
+            .field("leader", &self.leader())
             .field("switches", &self.switches)
             .finish()
     }
 }
 
 impl Ensemble {
+    /// The experts, in score order: each runs as a shadow built like
+    /// `PolicyKind::build` builds it (the reuse agents under the agent's seed).
+    pub const EXPERT_KINDS: [PolicyKind; EXPERTS] =
+        [PolicyKind::Arc, PolicyKind::S3Fifo, PolicyKind::Reuse];
+
     /// Room for `cap` objects; `seed` seeds the reuse agents.
     pub fn new(cap: usize, seed: u64) -> Self {
         Self::with_config(cap, seed, EnsembleConfig::default())
@@ -205,7 +208,7 @@ impl Ensemble {
 
     /// The expert with the best score now, by name.
     pub fn leader(&self) -> &'static str {
-        EXPERT_NAMES[self.leader]
+        self.experts.get(self.leader).name()
     }
 
     /// How many times the best-scoring expert changed.
@@ -397,7 +400,7 @@ mod tests {
     use super::*;
     use crate::sim::simulate;
     use crate::tier::CostModel;
-    use crate::{PolicyKind, workload};
+    use crate::workload;
 
     fn hit(p: &mut dyn Policy, t: &[Request]) -> f64 {
         simulate(p, t, &CostModel::default(), 0, false).hit_ratio()
@@ -418,8 +421,7 @@ mod tests {
         ];
         let mut expert_missed = [false; EXPERTS];
         for (name, t) in &traces {
-            let each = [PolicyKind::Arc, PolicyKind::S3Fifo, PolicyKind::Reuse]
-                .map(|k| hit(k.build(500).unwrap().as_mut(), t));
+            let each = Ensemble::EXPERT_KINDS.map(|k| hit(k.build(500).unwrap().as_mut(), t));
             let best = each.into_iter().fold(0.0, f64::max);
             for j in 0..EXPERTS {
                 expert_missed[j] |= each[j] < best - 0.005;
@@ -436,6 +438,14 @@ mod tests {
             expert_missed, [true; EXPERTS],
             "each expert loses somewhere"
         );
+    }
+
+    #[test]
+    fn expert_kinds_name_the_shadows() {
+        let e = Ensemble::new(10, 0);
+        for (j, k) in Ensemble::EXPERT_KINDS.iter().enumerate() {
+            assert_eq!(e.experts.get(j).name(), k.name());
+        }
     }
 
     #[test]
