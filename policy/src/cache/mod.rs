@@ -183,7 +183,13 @@ impl PolicyKind {
                 .into_iter()
                 .find(|k| k.name().to_ascii_lowercase() == norm),
         };
-        found.ok_or_else(|| Error::Config(format!("unknown policy {s:?}")))
+        found.ok_or_else(|| {
+            let names: Vec<&str> = PolicyKind::ALL.iter().map(|k| k.name()).collect();
+            Error::Config(format!(
+                "unknown policy {s:?}: want one of {} (any case)",
+                names.join(", ")
+            ))
+        })
     }
 
     /// Build this policy with room for `capacity` objects.
@@ -205,5 +211,19 @@ impl PolicyKind {
             PolicyKind::Learned => Box::new(Ensemble::new(capacity, reuse::DEFAULT_SEED)),
             PolicyKind::Belady => Box::new(Belady::new(capacity)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PolicyKind;
+
+    #[test]
+    fn an_unknown_name_is_refused_with_every_name() {
+        assert_eq!(PolicyKind::parse("s3-fifo").unwrap(), PolicyKind::S3Fifo);
+        let msg = PolicyKind::parse("nope").unwrap_err().to_string();
+        for k in PolicyKind::ALL {
+            assert!(msg.contains(k.name()), "{msg}");
+        }
     }
 }
