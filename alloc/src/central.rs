@@ -15,8 +15,10 @@
 //!
 //! A slot is in exactly one place: free here (bit set), in some thread's cache or
 //! quarantine, or live in the program (the live bitmap, kept by the heap). Slots at
-//! or above `frontier` were never handed out, so they are known to be zero and
-//! need no write-after-free check. Invariants (see [`Central::check_invariants`]):
+//! or above `frontier` were never handed out since the slab was first committed,
+//! so no pointer to them ever existed: they are known to be zero and need no
+//! write-after-free check. Decommitting a slab does not lower its frontier.
+//! Invariants (see [`Central::check_invariants`]):
 //! - `free` equals the number of set bits of the slab's bitmap;
 //! - a slab is on the list iff `free > 0`;
 //! - `empty` counts the slabs with `free == nslots` that are not decommitted;
@@ -33,8 +35,8 @@ const DECOMMITTED: u32 = 1;
 pub struct SlabMeta {
     /// Free slots in the bitmap. Changed under the arena lock.
     pub free: u32,
-    /// Slots at or above this index were never handed out since the last commit or
-    /// decommit. Written under the lock; read racily only to word a fault report.
+    /// Slots at or above this index were never handed out since the slab was
+    /// first committed. Written under the lock; read racily only to word a fault report.
     pub frontier: AtomicU32,
     next: u32,
     prev: u32,
@@ -251,12 +253,16 @@ impl Central {
         Ok(None)
     }
 
-    /// Record that empty slab `slab` had its pages dropped: all its slots are fresh.
+    /// Record that empty slab `slab` had its pages dropped. Its frontier stays:
+    /// the slots below it were handed out before, so a stale pointer to one may
+    /// still write into it (MADV_DONTNEED leaves the pages writable, and the
+    /// write faults a page back in with its data), and they are checked at reuse
+    /// like any freed slot. Resetting the frontier made them fresh: such a write
+    /// went unreported and calloc handed the data out.
     pub fn decommitted(&mut self, s: &mut Slabs<'_>, slab: u32) {
         let m = &mut s.meta[slab as usize];
         debug_assert!(m.free == s.nslots && m.flags & DECOMMITTED == 0);
         m.flags |= DECOMMITTED;
-        m.frontier.store(0, Ordering::Relaxed);
         self.empty -= 1;
     }
 
@@ -443,9 +449,11 @@ mod tests {
             c.release(&mut o.view(), all[0].slab, all[0].slot, 1),
             Err(Corrupt)
         );
-        // Re-claimed slots of a decommitted slab are fresh, of a kept one are not.
+        // Slots handed out before are never fresh again, decommitted or not: a
+        // stale pointer may have written into one after its pages were dropped.
         let n = c.claim(&mut o.view(), &mut out, 0, |_| false);
         assert_eq!(n, 64);
+        assert!(out[..n].iter().all(|cl| !cl.fresh));
         c.check_invariants(&o.view()).unwrap();
     }
 }

@@ -587,8 +587,8 @@ fn locate(off: usize) -> Result<Slot, Fault> {
     })
 }
 
-/// Why a slot's live bit was clear: never handed out (above the frontier, which
-/// is 0 in a slab never committed or since decommitted) or freed.
+/// Why a slot's live bit was clear: never handed out (at or above the frontier,
+/// which is 0 in a slab never committed) or freed.
 fn not_live_fault(s: &Slot, freed: Fault) -> Fault {
     let gm = &g().geom[s.class];
     // SAFETY: `s.slab < max_slabs` (a region offset shifted by the stride), inside

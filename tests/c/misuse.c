@@ -411,6 +411,30 @@ static int write_after_free(void) {
     return setup_failed("the freed slot never came back");
 }
 
+/* A slab emptied and decommitted (malloc_trim) keeps its pages writable: a stale
+ * pointer's write faults a page back in with the data. The slot must still be
+ * checked when it is handed out again, here by calloc, which would otherwise
+ * return the data as "zeroed" memory. */
+static int write_after_free_decommitted(void) {
+    unsigned char *p = xmalloc(3000);
+    memset(p, 1, 3000);
+    announce(p);
+    free_v(p);
+    malloc_trim(0);
+    memset(launder(p), 0x41, 3000);
+    for (size_t i = 0; i < MAX_HOLD; i++) {
+        unsigned char *q = calloc(1, 3000);
+        if (!q) {
+            fail("calloc(1, 3000) returned NULL");
+        }
+        if (q == p) {
+            return survived(all_bytes(q, 3000, 0) ? "write after free into a decommitted slab"
+                                                  : "calloc returned old data");
+        }
+    }
+    return setup_failed("the freed slot never came back");
+}
+
 static int heap_overflow_small(void) {
     unsigned char *p = xmalloc(24);
     memset(p, 1, 24);
@@ -796,6 +820,7 @@ static const struct named_case cases[] = {
     {"usable_size_interior", usable_size_interior},
     {"usable_size_foreign", usable_size_foreign},
     {"write_after_free", write_after_free},
+    {"write_after_free_decommitted", write_after_free_decommitted},
     {"heap_overflow_small", heap_overflow_small},
     {"heap_overflow_large", heap_overflow_large},
     {"heap_overflow_realloc_grow", heap_overflow_realloc_grow},

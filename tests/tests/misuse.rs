@@ -44,6 +44,7 @@ const ALL_CASES: &[&str] = &[
     "usable_size_interior",
     "usable_size_foreign",
     "write_after_free",
+    "write_after_free_decommitted",
     "heap_overflow_small",
     "heap_overflow_large",
     "heap_overflow_realloc_grow",
@@ -422,6 +423,19 @@ fn write_after_free_with_defaults() {
         "write after free",
         "malloc",
         At::Within(64),
+    );
+}
+
+#[test]
+fn write_after_free_into_a_decommitted_slab_is_caught_by_calloc() {
+    // free, malloc_trim (the slab's pages are dropped), then the stale write:
+    // the slot is checked when calloc hands it out again.
+    expect_fault(
+        "write_after_free_decommitted",
+        "",
+        "write after free",
+        "malloc",
+        At::Within(3000),
     );
 }
 
