@@ -312,6 +312,19 @@ unsafe fn canary_ok(p: *mut u8, size: usize, pattern: u8) -> bool {
     unsafe { has_pattern(p.add(size), end - size, pattern) }
 }
 
+/// realloc's check of live block `p` (requested size `size`) before it is
+/// resized where it lies: the canary an overflow would have written is about to
+/// be rewritten (or zeroed, or handed to the block), so it is checked first, as
+/// free checks it. False: damaged.
+fn canary_intact(p: *mut u8, size: usize) -> bool {
+    match canary_pattern() {
+        // SAFETY: the block is live, owned by the caller during realloc, and its
+        // first `map` bytes (which hold the canary page) are RW.
+        Some(pat) => unsafe { canary_ok(p, size, pat) },
+        None => true,
+    }
+}
+
 /// Allocate a large block; null with ENOMEM on failure.
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     let align = align.max(16);
@@ -647,6 +660,10 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     if new > map || new <= map / 2 || new <= crate::size_class::MAX_SMALL {
         return false;
     }
+    if !canary_intact(p, old) {
+        drop(st);
+        fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
+    }
     let old_end = old.next_multiple_of(PAGE);
     let new_end = new.next_multiple_of(PAGE);
     // SAFETY: both ends are inside the block's `map` RW bytes and the block is live
@@ -789,6 +806,10 @@ pub(crate) fn grow_by_remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     let rec = *st.slot(i);
     if new_map <= rec.map || new_map > isize::MAX as usize / 2 {
         return ptr::null_mut();
+    }
+    if !canary_intact(p, old) {
+        drop(st);
+        fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
     }
     // SAFETY: `[p, p+map)` is the live block's RW mapping, owned by the caller
     // during realloc.

@@ -477,6 +477,23 @@ static int heap_overflow_large(void) {
     return survived("one byte written past malloc(200 KiB + 3)");
 }
 
+/* realloc of a large block resized where it lies (shrunk in place, or grown by
+ * moving its pages with mremap) rewrites the canary: it must check it first. */
+static int heap_overflow_realloc_large(size_t to) {
+    size_t n = 200 * KIB + 3;
+    unsigned char *p = xmalloc(n);
+    memset(p, 1, n);
+    announce(p);
+    ((unsigned char *)launder(p))[n] = 0x41;
+    p = realloc(p, to);
+    free(p);
+    return survived("one byte written past malloc(200 KiB + 3), then realloc");
+}
+
+static int heap_overflow_realloc_large_shrink(void) { return heap_overflow_realloc_large(180 * KIB); }
+
+static int heap_overflow_realloc_large_grow(void) { return heap_overflow_realloc_large(400 * KIB); }
+
 typedef void (*free_sized_fn)(void *, size_t);
 typedef void (*free_aligned_sized_fn)(void *, size_t, size_t);
 
@@ -823,6 +840,8 @@ static const struct named_case cases[] = {
     {"write_after_free_decommitted", write_after_free_decommitted},
     {"heap_overflow_small", heap_overflow_small},
     {"heap_overflow_large", heap_overflow_large},
+    {"heap_overflow_realloc_large_shrink", heap_overflow_realloc_large_shrink},
+    {"heap_overflow_realloc_large_grow", heap_overflow_realloc_large_grow},
     {"heap_overflow_realloc_grow", heap_overflow_realloc_grow},
     {"heap_overflow_realloc_shrink", heap_overflow_realloc_shrink},
     {"free_sized_wrong_size", free_sized_wrong_size},

@@ -47,6 +47,8 @@ const ALL_CASES: &[&str] = &[
     "write_after_free_decommitted",
     "heap_overflow_small",
     "heap_overflow_large",
+    "heap_overflow_realloc_large_shrink",
+    "heap_overflow_realloc_large_grow",
     "heap_overflow_realloc_grow",
     "heap_overflow_realloc_shrink",
     "free_sized_wrong_size",
@@ -470,6 +472,18 @@ fn heap_overflow_caught_by_realloc_shrinking_in_place() {
         "realloc",
         At::Within(32),
     );
+}
+
+#[test]
+fn heap_overflow_of_a_large_block_is_caught_by_realloc_in_place() {
+    // Shrunk where it lies, and grown by moving its pages (mremap): both
+    // rewrite the canary, so realloc checks it first, as free does.
+    for case in [
+        "heap_overflow_realloc_large_shrink",
+        "heap_overflow_realloc_large_grow",
+    ] {
+        expect_fault(case, "", "heap overflow", "realloc", At::Ptr);
+    }
 }
 
 #[test]
