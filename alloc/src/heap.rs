@@ -1224,7 +1224,10 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
                 }
                 None => fatal(Fault::HeapOverflow, op, p as usize),
             }
-        } else if expect.is_some_and(|e| e + gl.extra > slot || class_of(e.max(1)) != s.class) {
+        } else if expect.is_some_and(|e| e + gl.extra > slot || class_of(e.max(1)) > s.class) {
+            // Without the canary the size is only known to fit the slot: a block
+            // sits in its size's class or a bigger one (an alignment that class
+            // cannot give, or a full region, moves it up).
             fatal(Fault::SizeMismatch, op, p as usize);
         }
         if gl.cfg.zero {

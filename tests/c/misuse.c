@@ -703,6 +703,12 @@ static int free_sized_ok(void) {
             return fail("aligned_alloc(256, %zu) returned NULL", sizes[i]);
         }
         fas(q, 256, sizes[i]);
+        /* 64-byte alignment moves 100 bytes up from the 112-byte class. */
+        void *r = aligned_alloc(64, sizes[i]);
+        if (r == NULL) {
+            return fail("aligned_alloc(64, %zu) returned NULL", sizes[i]);
+        }
+        fas(r, 64, sizes[i]);
     }
     fs(NULL, 0);
     return 0;
