@@ -447,6 +447,17 @@ fn reserve_regions(rshift: u32, guard: usize) -> Option<(*mut u8, *mut u8, Plan)
 /// # Safety
 /// Called once, by the init winner, with exclusive access to `gl`.
 unsafe fn init_globals(gl: &mut Globals) -> bool {
+    // Guard pages, slab commits and the zero checks all assume 4 KiB pages; on a
+    // kernel with bigger ones (16 or 64 KiB on some arm64 and ppc64 builds) they
+    // would quietly not do what they say. Refuse to run rather than run unhardened.
+    // SAFETY: sysconf has no preconditions and does not allocate.
+    if unsafe { libc::sysconf(libc::_SC_PAGESIZE) } != os::PAGE as libc::c_long {
+        os::write_all(
+            2,
+            b"engram-malloc: fatal: the kernel's page size is not 4096 bytes, which this build assumes\n",
+        );
+        os::abort();
+    }
     let cfg = env_config();
     let guard = if cfg.guard { os::PAGE } else { 0 };
     // 4 GiB per class; smaller if the address space or the commit charge is limited

@@ -38,8 +38,9 @@ const GHOSTS: usize = 16;
 /// Most mappings with a guard page at once: each guarded block costs two kernel
 /// mappings (block and guard never merge), so this keeps large blocks under 32k of
 /// the default 65,530 `vm.max_map_count` whatever the heap does. Blocks past it get
-/// no guard page (their canary is still checked at free); adjacent unguarded
-/// blocks merge into one mapping.
+/// no guard page (their canary, the rest of the last page past the requested size,
+/// is still checked at free; a block of whole pages has none, so an overflow off
+/// its end goes unreported); adjacent unguarded blocks merge into one mapping.
 const GUARDED_MAX: usize = 16 << 10;
 
 #[derive(Clone, Copy)]

@@ -8,7 +8,8 @@
 
 use core::ptr;
 
-/// Page size this layer assumes; checked against `sysconf` at init.
+/// Page size this layer assumes; the heap's init checks it against `sysconf` and
+/// aborts with a one-line report on a kernel with other pages.
 pub const PAGE: usize = 4096;
 
 /// Reserve `len` bytes of address space with no access and no swap accounting.
