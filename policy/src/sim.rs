@@ -129,6 +129,9 @@ pub struct SimResult {
     pub evictions: u64,
     /// Deletes replayed.
     pub deletes: u64,
+    /// Deletes that found their object resident in the fast tier (it left
+    /// without an eviction): `admitted - evictions - removed` is resident.
+    pub removed: u64,
     /// Bytes requested.
     pub bytes_requested: u64,
     /// Bytes served by the fast tier.
@@ -189,6 +192,7 @@ pub fn simulate(
         admitted: 0,
         evictions: 0,
         deletes: 0,
+        removed: 0,
         bytes_requested: 0,
         bytes_hit: 0,
         bytes_migrated: 0,
@@ -208,7 +212,9 @@ pub fn simulate(
     let (mut total_ns, mut w_hits, mut w_n, mut w_ns) = (0.0f64, 0u64, 0u64, 0.0f64);
     for req in reqs {
         if req.op == Op::Delete {
-            policy.remove(req.id);
+            if policy.remove(req.id) {
+                r.removed += 1;
+            }
             // A deleted object needs no write-back.
             dirty.remove(&req.id);
             r.deletes += 1;

@@ -76,11 +76,20 @@ impl Hasher for IdHasher {
 /// `HashMap` keyed by object id.
 pub type IdMap<V> = HashMap<ObjectId, V, BuildHasherDefault<IdHasher>>;
 
-/// Fill `next_access` of every request (one backward pass, O(n)).
+/// Fill `next_access` of every request (one backward pass, O(n)): the index of
+/// the next lookup of the same id, or [`NEVER`] when there is none or the owner
+/// deletes the object first (the copy is gone then, so keeping it buys nothing;
+/// pointing at the delete made Belady keep dead objects and lose to LRU on
+/// traces with deletes). A delete's own `next_access` is [`NEVER`].
 pub fn annotate_next_access(reqs: &mut [Request]) {
     let mut next: IdMap<u64> = IdMap::default();
     for (i, r) in reqs.iter_mut().enumerate().rev() {
-        r.next_access = next.insert(r.id, i as u64).unwrap_or(NEVER);
+        if r.op == Op::Delete {
+            next.remove(&r.id);
+            r.next_access = NEVER;
+        } else {
+            r.next_access = next.insert(r.id, i as u64).unwrap_or(NEVER);
+        }
     }
 }
 
@@ -120,5 +129,19 @@ mod tests {
         let next: Vec<u64> = r.iter().map(|r| r.next_access).collect();
         assert_eq!(next, vec![2, 4, NEVER, NEVER, NEVER]);
         assert_eq!(unique_objects(&r), (3, 3));
+    }
+
+    #[test]
+    fn a_delete_ends_the_chain_of_next_accesses() {
+        // R1 R2 D1 R2 R1: the first read of 1 is never looked up again before
+        // its delete; the read after the delete is a new life of the id.
+        let mut r: Vec<Request> = [1, 2, 1, 2, 1]
+            .iter()
+            .map(|&id| Request::read(0, id, 1))
+            .collect();
+        r[2].op = Op::Delete;
+        annotate_next_access(&mut r);
+        let next: Vec<u64> = r.iter().map(|r| r.next_access).collect();
+        assert_eq!(next, vec![NEVER, 3, NEVER, NEVER, NEVER]);
     }
 }

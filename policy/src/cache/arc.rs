@@ -101,7 +101,12 @@ impl Policy for Arc {
                 }
                 self.lists[g as usize].remove(h);
                 self.map.remove(&x);
-                self.replace(g == B2, evicted);
+                // The paper's cache is always full once it has ghosts; after a
+                // delete or a resize up it may not be, and then nothing is
+                // demoted to make room.
+                if self.len() >= self.c {
+                    self.replace(g == B2, evicted);
+                }
                 let h = self.lists[T2 as usize].push_front(x, T2);
                 self.map.insert(x, (T2, h));
                 Outcome::ADMIT
@@ -113,7 +118,9 @@ impl Policy for Arc {
                 if l1 >= self.c {
                     if self.len_of(T1) < self.c {
                         self.drop_lru(B1);
-                        self.replace(false, evicted);
+                        if self.len() >= self.c {
+                            self.replace(false, evicted);
+                        }
                     } else {
                         evicted.extend(self.drop_lru(T1));
                     }
