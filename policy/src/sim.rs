@@ -85,6 +85,9 @@ impl CacheSize {
     /// Object capacity for a trace with `unique` objects of `unique_bytes`
     /// in all. Byte budgets become `budget / mean object size` objects: the
     /// policies here are unit-size. Fractions round down (as BASELINES.md).
+    /// The result is capped at `unique`: a bigger tier holds the same objects,
+    /// and the policies size their queues and windows from it (an `--size` of
+    /// 2^61 objects overflowed them).
     pub fn objects(self, unique: usize, unique_bytes: u64) -> usize {
         let mean = unique_bytes as f64 / unique.max(1) as f64;
         let n = match self {
@@ -95,7 +98,7 @@ impl CacheSize {
                 (unique_bytes as f64 * f / mean.max(1.0)).floor() as usize
             }
         };
-        n.max(1)
+        n.clamp(1, unique.max(1))
     }
 }
 
@@ -202,7 +205,7 @@ pub fn simulate(
         mean_latency_ns: 0.0,
         p99_latency_ns: 0.0,
         max_resident: 0,
-        series: Vec::with_capacity(windows),
+        series: Vec::with_capacity(windows.min(lookups as usize)),
     };
     let mut lat: Vec<f32> = Vec::with_capacity(lookups as usize);
     let mut evicted: Vec<ObjectId> = Vec::new();
@@ -342,6 +345,15 @@ mod tests {
         }
         assert_eq!(CacheSize::FractionObjects(0.01).objects(48_974, 0), 489);
         assert_eq!(CacheSize::Bytes(8192).objects(10, 40_960), 2);
+        // Capped at the unique objects: no policy sees a capacity it cannot hold.
+        assert_eq!(CacheSize::Objects(usize::MAX).objects(10, 40_960), 10);
+        assert_eq!(CacheSize::Bytes(u64::MAX).objects(10, 40_960), 10);
+        assert_eq!(
+            CacheSize::parse("2305843009213693952")
+                .unwrap()
+                .objects(7, 7),
+            7
+        );
     }
 
     #[test]

@@ -123,3 +123,32 @@ fn regression_key_plus_value_size_overflow() {
     assert!(trace::parse_cachelib_kv(kv.as_bytes()).is_err());
     assert!(trace::parse_twitter("1,k,18446744073709551615,2,1,get,0\n".as_bytes()).is_err());
 }
+
+/// Format detection reads the first line with text, as the parsers do: a
+/// cloudphysics or CacheLib kv CSV opening with a blank line was taken for a
+/// Twitter CSV and failed with "field `ttl` is not a number" on line 2.
+#[test]
+fn regression_blank_first_line_before_the_header_of_a_file() {
+    let dir = std::env::temp_dir().join(format!("engram-readers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "cp.csv",
+            "\r\nversion,time,op,size,lbn\n1,5633898,2a,512,42932745\n",
+            Format::CloudPhysicsCsv,
+        ),
+        (
+            "kv.csv",
+            "\n\nop_time,key,key_size,op,op_count,size\n1,k,3,GET,1,1\n",
+            Format::CacheLibKv,
+        ),
+    ];
+    for (name, text, want) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        let t = trace::read_path(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(t.format, want, "{name}");
+        assert_eq!(t.requests.len(), 1, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -103,9 +103,11 @@ pub fn read_path(path: &Path) -> Result<Trace> {
         Box::new(file)
     };
     let mut reader = BufReader::with_capacity(1 << 16, reader);
+    // The first line with text decides: the parsers skip blank lines, so a
+    // file opening with one must be detected by what follows it.
     let first = String::from_utf8_lossy(reader.fill_buf()?)
         .lines()
-        .next()
+        .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .to_owned();
     let format = detect(path, &first)?;
