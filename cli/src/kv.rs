@@ -126,8 +126,14 @@ fn replay(a: &ReplayArgs) -> Result<u8> {
         elem_bytes: a.elem_bytes,
         max_batch: a.max_batch,
         max_ctx: a.max_ctx,
-        page_size: a.page_kib << 10,
-        pool_bytes: a.pool_mib << 20,
+        page_size: a
+            .page_kib
+            .checked_mul(1 << 10)
+            .context("--page-kib too large")?,
+        pool_bytes: a
+            .pool_mib
+            .checked_mul(1 << 20)
+            .context("--pool-mib too large")?,
         low_watermark: 0,
         high_watermark: 0,
         try_huge: true,

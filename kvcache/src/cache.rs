@@ -1300,7 +1300,7 @@ impl<B: Backend> KvCache<B> {
                 let from = self.geo.pages_for(r.len);
                 let to = self
                     .geo
-                    .pages_for(r.len + lookahead)
+                    .pages_for(r.len.saturating_add(lookahead))
                     .min(self.geo.pages_per_slot);
                 for j in from..to {
                     if self.slots[slot as usize].pages[j].is_none() {

@@ -123,7 +123,10 @@ impl Config {
         let kv_bytes = self.kv_bytes()?;
         let token_bytes = self.token_bytes()?;
         let tensors = match self.layout {
-            Layout::PerTensor => 2 * self.layers,
+            Layout::PerTensor => self
+                .layers
+                .checked_mul(2)
+                .ok_or(Error::Config("layers too large"))?,
             Layout::TokenMajor => 1,
         };
         if self.page_size % token_bytes != 0 {
@@ -143,6 +146,7 @@ impl Config {
             .checked_mul(tensors)
             .filter(|&b| b < (1usize << 46))
             .ok_or(Error::Config("virtual reservation over 64 TiB"))?;
+        // page_size * tensors <= reserve_bytes < 2^46: no overflow.
         let groups = self.pool_bytes / (self.page_size * tensors);
         if groups == 0 {
             return Err(Error::Config("pool smaller than one page per tensor"));

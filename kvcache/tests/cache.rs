@@ -575,6 +575,16 @@ fn bad_configs_are_rejected() {
     let mut bad = cfg(4);
     bad.pool_bytes = 100;
     assert!(matches!(host_cache(bad).unwrap_err(), Error::Config(_)));
+    // 2 * layers wrapped to 0 tensors and divided by zero (release) or
+    // overflowed (debug); any layer count past the 64 TiB reservation is refused.
+    for layers in [usize::MAX / 2 + 1, usize::MAX, 1 << 40] {
+        let mut bad = cfg(4);
+        bad.layers = layers;
+        assert!(
+            matches!(bad.geometry().unwrap_err(), Error::Config(_)),
+            "{layers}"
+        );
+    }
 }
 
 #[test]
@@ -637,4 +647,27 @@ fn a_prompt_ending_inside_a_cached_block_shares_it_and_copies_on_write() {
     assert_eq!(d.cached_tokens, 64);
     verify(&c, d.id, &p);
     c.check_invariants();
+}
+
+/// A page count whose byte length overflows is a range error, not a wrapped
+/// small length that passes the check and then indexes out of bounds.
+#[test]
+fn host_backend_refuses_page_counts_that_overflow() {
+    let mut b = HostBackend::new(4096, 4, 16 * 4096, false).unwrap();
+    for n in [(1usize << 52) + 1, usize::MAX] {
+        assert!(b.unmap(0, n).is_err(), "unmap(0, {n})");
+        assert!(b.map(0, 0, n).is_err(), "map(0, 0, {n})");
+    }
+    b.map(0, 0, 1).unwrap();
+    b.unmap(0, 1).unwrap();
+}
+
+/// A lookahead past any context maps the rest of the slot, not nothing (the
+/// sum with the request's length wrapped).
+#[test]
+fn prefetch_with_an_unbounded_lookahead_maps_the_rest_of_the_slot() {
+    let mut c = cache(32);
+    let a = c.admit(&[]).unwrap();
+    c.append(a.id, &toks(1, 1)).unwrap();
+    assert!(c.prefetch(usize::MAX).unwrap() > 0);
 }

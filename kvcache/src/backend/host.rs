@@ -238,7 +238,8 @@ impl Backend for HostBackend {
 
     fn map(&mut self, off: usize, phys: usize, n: usize) -> Result<(), BackendError> {
         self.check_phys(phys, n)?;
-        self.check_virt(off, n * self.page_size, true)?;
+        let len = n.saturating_mul(self.page_size);
+        self.check_virt(off, len, true)?;
         self.recommit(phys, n)?;
         sys::map_shared(
             Some(self.base + off),
@@ -254,7 +255,9 @@ impl Backend for HostBackend {
     }
 
     fn unmap(&mut self, off: usize, n: usize) -> Result<(), BackendError> {
-        self.check_virt(off, n * self.page_size, true)?;
+        // A product that overflows is out of range whatever `off` is.
+        let len = n.saturating_mul(self.page_size);
+        self.check_virt(off, len, true)?;
         sys::overlay_none(self.base + off, n * self.page_size)?;
         let v = off / self.page_size;
         self.mapped[v..v + n].fill(0);

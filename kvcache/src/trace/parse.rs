@@ -81,13 +81,22 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<TraceRequest, Error> {
     })
 }
 
-/// Parse a whole JSONL text (blank lines skipped).
+/// Parse a whole JSONL text (blank lines skipped). A text with no request is
+/// an error (line 1), not an empty replay.
 pub fn parse(text: &str) -> Result<Vec<TraceRequest>, Error> {
-    text.lines()
+    let reqs = text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| parse_line(l, i + 1))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if reqs.is_empty() {
+        return Err(Error::Trace {
+            line: 1,
+            what: "empty trace: no request",
+        });
+    }
+    Ok(reqs)
 }
 
 fn mix(mut x: u64) -> u64 {
@@ -167,6 +176,16 @@ pub fn poisson(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_trace_is_an_error() {
+        for text in ["", "\n", " \r\n\n"] {
+            assert!(
+                matches!(parse(text), Err(Error::Trace { line: 1, .. })),
+                "{text:?} accepted"
+            );
+        }
+    }
 
     #[test]
     fn parses_mooncake_lines() {

@@ -151,6 +151,8 @@ pub struct ReplayReport {
     pub clipped: usize,
     /// Requests that could not fit even alone.
     pub dropped: usize,
+    /// Simulated trace time at the end, in ms from the earliest arrival.
+    pub sim_ms: f64,
     /// The target's own summary.
     pub summary: String,
 }
@@ -185,7 +187,10 @@ pub fn replay(
     let (mut hit, mut looked) = (0u64, 0u64);
     let (mut waste_sum, mut need_sum) = (0f64, 0f64);
     let mut map_wait_ns = 0u64;
-    let base_ts = trace.first().map_or(0, |r| r.timestamp_ms);
+    // Arrivals are measured from the earliest timestamp; a trace out of order
+    // (a request stamped before the first) replays its late entries as soon
+    // as their turn in the file comes, instead of wrapping to 2^64 ms.
+    let base_ts = trace.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
     let mut now_ms = 0f64;
     let prompts: Vec<(Vec<u32>, usize)> = trace
         .iter()
@@ -205,7 +210,7 @@ pub fn replay(
             next += 1;
         }
         if running.is_empty() && waiting.is_empty() {
-            now_ms = (trace[next].timestamp_ms - base_ts) as f64;
+            now_ms = now_ms.max((trace[next].timestamp_ms - base_ts) as f64);
             continue;
         }
         // Prefill admissions.
@@ -299,6 +304,7 @@ pub fn replay(
         preemptions,
         clipped,
         dropped,
+        sim_ms: now_ms,
         summary: target.summary(),
     })
 }
