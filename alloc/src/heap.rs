@@ -626,6 +626,17 @@ fn tail_key(gl: &Globals, addr: usize) -> u64 {
     (addr as u64 ^ gl.secret).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// The size twice, in both halves of the tail word. When the block fills its slot
+/// up to the tail word (no fill byte between them), a linear overflow's first
+/// bytes land in the word's low half: with one copy the damaged size could still
+/// decode to a smaller valid size and pass whenever the program's own bytes after
+/// it happened to equal the fill byte; the untouched high copy now disagrees.
+#[inline]
+fn tail_copies(size: usize) -> u64 {
+    let s = size as u64 & 0xffff_ffff;
+    s | (s << 32)
+}
+
 /// Write the canary of a block of `size` bytes in a slot of `slot` bytes: the
 /// fill window right after `size` and the tail word.
 ///
@@ -640,7 +651,7 @@ unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
         fill_window(gl, p.add(size), tail - size);
         ptr::write_unaligned(
             p.add(tail).cast::<u64>(),
-            tail_key(gl, p as usize) ^ size as u64,
+            tail_key(gl, p as usize) ^ tail_copies(size),
         );
     }
 }
@@ -692,8 +703,9 @@ unsafe fn window_intact(gl: &Globals, q: *const u8, room: usize) -> bool {
 unsafe fn tail_size(gl: &Globals, p: *mut u8, slot: usize) -> Option<usize> {
     let tail = slot - TAIL;
     // SAFETY: the caller guarantees the slot bounds.
-    let size = unsafe { ptr::read_unaligned(p.add(tail).cast::<u64>()) } ^ tail_key(gl, p as usize);
-    (size <= tail as u64).then_some(size as usize)
+    let v = unsafe { ptr::read_unaligned(p.add(tail).cast::<u64>()) } ^ tail_key(gl, p as usize);
+    let size = v & 0xffff_ffff;
+    (v >> 32 == size && size <= tail as u64).then_some(size as usize)
 }
 
 /// Decode and check the canary; returns the requested size.
@@ -1601,5 +1613,38 @@ mod tests {
             );
         }
         assert!(tried > 10, "only {tried} classes have slack");
+    }
+
+    /// A block that fills its slot up to the tail word has no fill byte: the
+    /// first byte of an overflow lands in the tail word. Whatever it writes,
+    /// and even when the program's own bytes equal the fill byte, the canary
+    /// reads as damaged.
+    #[test]
+    fn one_byte_into_the_tail_word_is_always_caught() {
+        assert!(ensure_init());
+        let gl = g();
+        if !gl.cfg.canary {
+            return;
+        }
+        let p = malloc(24);
+        let off = (p as usize) - gl.base;
+        let slot = gl.geom[off >> gl.rshift].slot as usize;
+        assert_eq!(slot, 24 + TAIL, "malloc(24) should fill a 32-byte slot");
+        // SAFETY: `p` is a live 32-byte slot of ours; byte 24 is the tail word's
+        // first, restored before the free.
+        unsafe {
+            ptr::write_bytes(p, gl.pattern, 24);
+            assert_eq!(read_canary(gl, p, slot), Some(24));
+            let orig = *p.add(24);
+            for b in 0..=255u8 {
+                if b == orig {
+                    continue;
+                }
+                *p.add(24) = b;
+                assert_eq!(read_canary(gl, p, slot), None, "byte {b:#x} passed");
+            }
+            *p.add(24) = orig;
+        }
+        free(p, Op::Free, None);
     }
 }
