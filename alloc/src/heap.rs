@@ -29,7 +29,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicUsize};
+use core::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize};
 
 use crate::central::{Central, Claimed, SlabMeta, Slabs};
 use crate::config::{Config, MAX_ARENAS, QUARANTINE_MAX, TCACHE_MAX};
@@ -379,6 +379,7 @@ fn init_slow() -> bool {
     if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
         KEY.store(key, Ordering::Relaxed);
     }
+    OWNER_PID.store(os::pid(), Ordering::Relaxed);
     STATE.store(READY, Ordering::Release);
     // pthread_atfork may allocate: only now that malloc works.
     // SAFETY: the handlers are extern "C" fns valid for the process lifetime.
@@ -1491,6 +1492,13 @@ pub(crate) fn on_fault() {
 
 static REPORTED: AtomicU8 = AtomicU8::new(0);
 
+/// The process whose memory this is: set at init and in a forked child. A vfork
+/// child (posix_spawn, Python's subprocess) shares the parent's memory without
+/// running atfork handlers; when it leaves through `_exit` after a failed exec
+/// its pid differs from this one, and it must not report the parent's counters
+/// as its own nor take the parent's one report. 0: not initialised.
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+
 /// Write the report line once per process if `stats` is on.
 pub fn report() {
     // A process that never allocated still reports (zeros): read the options here.
@@ -1499,7 +1507,14 @@ pub fn report() {
     } else {
         env_config()
     };
-    if !cfg.stats || REPORTED.swap(1, Ordering::AcqRel) != 0 {
+    if !cfg.stats {
+        return;
+    }
+    let owner = OWNER_PID.load(Ordering::Relaxed);
+    if owner != 0 && owner != os::pid() {
+        return;
+    }
+    if REPORTED.swap(1, Ordering::AcqRel) != 0 {
         return;
     }
     let t = tc();
@@ -1559,6 +1574,7 @@ extern "C" fn fork_parent() {
 
 extern "C" fn fork_child() {
     unlock_after_fork();
+    OWNER_PID.store(os::pid(), Ordering::Relaxed);
     reset_report_after_fork();
 }
 

@@ -35,3 +35,44 @@ fn runs_under_a_small_address_space_limit() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1600000");
 }
+
+/// A vfork child (Python's subprocess, posix_spawn) shares the parent's memory
+/// and skips the atfork handlers. When its exec fails it leaves through `_exit`:
+/// under `stats=1` it printed the parent's counters under its own pid and took
+/// the parent's one report, so the parent printed none.
+#[test]
+fn a_vfork_child_leaves_the_report_to_its_parent() {
+    // The interpreter itself, not a wrapper script (pyenv shims spawn shells).
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("python3");
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(
+            "import os, subprocess\n\
+             print(os.getpid(), flush=True)\n\
+             try:\n    subprocess.run(['/nonexistent/engram-vfork-test'])\n\
+             except FileNotFoundError:\n    pass\n",
+        )
+        .env("LD_PRELOAD", engram_tests::malloc_so())
+        .env("ENGRAM_MALLOC", "stats=1")
+        .output()
+        .expect("run python3 (apt-get install python3)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python3 failed: {stderr}");
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("engram-malloc: report "))
+        .collect();
+    assert_eq!(
+        reports.len(),
+        1,
+        "want one report line, the parent's: {stderr}"
+    );
+    assert!(
+        reports[0].starts_with(&format!("engram-malloc: report pid={pid} ")),
+        "the report is not the parent's ({pid}): {stderr}"
+    );
+}
