@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use engram_tests::{alloc_ops, kvcache_ops, policy_parse};
+use engram_tests::{alloc_ops, kvcache_ops, kvcache_trace, policy_parse};
 
 fn seeds(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -83,4 +83,24 @@ fn policy_traces_seeds_replay() {
         });
         assert!(accepted, "no seed parses as {format:?}");
     }
+}
+
+#[test]
+fn kvcache_trace_seeds_replay() {
+    let files = seeds("kvcache_trace");
+    assert!(files.len() >= 6, "expected 6 seeds, found {}", files.len());
+    let mut accepted = 0;
+    for f in &files {
+        let data = std::fs::read(f).unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
+        eprintln!("replaying {} ({} bytes)", f.display(), data.len());
+        kvcache_trace::run(&data);
+        accepted +=
+            usize::from(engram_kvcache::trace::parse(&String::from_utf8_lossy(&data)).is_ok());
+    }
+    // Some seeds are real traces, some are broken ones.
+    assert!(
+        accepted >= 2 && accepted < files.len(),
+        "{accepted} of {} seeds parse",
+        files.len()
+    );
 }
