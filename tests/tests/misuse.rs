@@ -29,6 +29,7 @@ const ALL_CASES: &[&str] = &[
     "double_free_cross_thread",
     "double_free_remote_then_owner",
     "double_free_large",
+    "double_free_after_trim",
     "free_global",
     "free_stack",
     "free_foreign_mmap",
@@ -276,6 +277,8 @@ fn double_free_by_owner_after_remote_free() {
 #[test]
 fn double_free_large() {
     expect_fault("double_free_large", "", "double free", "free", At::Ptr);
+    // The slab was decommitted in between (malloc_trim).
+    expect_fault("double_free_after_trim", "", "double free", "free", At::Ptr);
 }
 
 // ------------------------------------------------------- invalid / interior
