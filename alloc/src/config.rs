@@ -49,6 +49,11 @@ pub struct Config {
     pub stats: bool,
     /// Where the report goes: a file descriptor (2 = stderr).
     pub stats_fd: i32,
+    /// When non-zero: the report is written only if `stats_fd` is a pipe with
+    /// this inode (`engram run` passes its pipe's). A program may close that
+    /// descriptor and open a file of its own under the same number; the report
+    /// must not land in that file.
+    pub stats_ino: u64,
 }
 
 impl Config {
@@ -66,6 +71,7 @@ impl Config {
         thp: true,
         stats: false,
         stats_fd: 2,
+        stats_ino: 0,
     };
 
     /// Parse an option string over the defaults. Never fails: bad items are skipped.
@@ -93,6 +99,7 @@ impl Config {
                     c.stats = true;
                     c.stats_fd = val as i32;
                 }
+                b"stats_ino" => c.stats_ino = val,
                 _ => {}
             }
         }

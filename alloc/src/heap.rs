@@ -1514,6 +1514,9 @@ pub fn report() {
     if owner != 0 && owner != os::pid() {
         return;
     }
+    if cfg.stats_ino != 0 && !os::is_pipe_with_inode(cfg.stats_fd, cfg.stats_ino) {
+        return;
+    }
     if REPORTED.swap(1, Ordering::AcqRel) != 0 {
         return;
     }

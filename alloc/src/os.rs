@@ -95,6 +95,16 @@ pub unsafe fn resident(p: *mut u8, pages: usize, out: &mut [u8]) -> bool {
     unsafe { libc::mincore(p.cast(), pages * PAGE, out.as_mut_ptr()) == 0 }
 }
 
+/// True if `fd` is open on a pipe whose inode is `ino`.
+pub fn is_pipe_with_inode(fd: i32, ino: u64) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value of the plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is a valid out-parameter; fstat on a bad descriptor fails
+    // with EBADF and writes nothing.
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    ok && st.st_mode & libc::S_IFMT == libc::S_IFIFO && st.st_ino == ino
+}
+
 /// Unmap `[p, p+len)`.
 ///
 /// # Safety

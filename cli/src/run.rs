@@ -41,6 +41,9 @@ const KNOWN_KEYS: [&str; 11] = [
 
 /// Set by `engram run` itself, never by the user.
 const STATS_FD_KEY: &str = "stats_fd";
+/// The pipe's inode, so a program that reuses the descriptor number for a file
+/// of its own never gets the report line written into it. Also ours alone.
+const STATS_INO_KEY: &str = "stats_ino";
 
 #[derive(Debug, Args)]
 #[command(
@@ -105,6 +108,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         std::env::var_os("ENGRAM_MALLOC").as_deref(),
         args.opts.as_deref(),
         pipe.write.as_raw_fd(),
+        pipe.inode,
     );
     let preload = preload_list(&lib, std::env::var_os("LD_PRELOAD").as_deref());
 
@@ -227,8 +231,8 @@ fn check_user_options(opts: &str) -> Result<Vec<String>> {
         let Some((key, _)) = entry.split_once('=') else {
             bail!("--opts: `{entry}` is not key=value");
         };
-        if key == STATS_FD_KEY {
-            bail!("--opts: {STATS_FD_KEY} is set by engram run itself");
+        if key == STATS_FD_KEY || key == STATS_INO_KEY {
+            bail!("--opts: {key} is set by engram run itself");
         }
         if !KNOWN_KEYS.contains(&key) {
             warnings.push(format!(
@@ -241,7 +245,12 @@ fn check_user_options(opts: &str) -> Result<Vec<String>> {
 
 /// The child's `ENGRAM_MALLOC`: the inherited value, then `user`, then our
 /// `stats_fd`, so later entries win; any inherited stats_fd is dropped.
-fn malloc_options(inherited: Option<&OsStr>, user: Option<&str>, stats_fd: RawFd) -> OsString {
+fn malloc_options(
+    inherited: Option<&OsStr>,
+    user: Option<&str>,
+    stats_fd: RawFd,
+    stats_ino: u64,
+) -> OsString {
     let mut entries: Vec<&[u8]> = Vec::new();
     for source in [inherited.map(OsStr::as_bytes), user.map(str::as_bytes)]
         .into_iter()
@@ -253,11 +262,12 @@ fn malloc_options(inherited: Option<&OsStr>, user: Option<&str>, stats_fd: RawFd
                 .map(<[u8]>::trim_ascii)
                 .filter(|entry| !entry.is_empty())
                 .filter(|entry| {
-                    entry.split(|&b| b == b'=').next() != Some(STATS_FD_KEY.as_bytes())
+                    let key = entry.split(|&b| b == b'=').next();
+                    key != Some(STATS_FD_KEY.as_bytes()) && key != Some(STATS_INO_KEY.as_bytes())
                 }),
         );
     }
-    let ours = format!("{STATS_FD_KEY}={stats_fd}");
+    let ours = format!("{STATS_FD_KEY}={stats_fd},{STATS_INO_KEY}={stats_ino}");
     entries.push(ours.as_bytes());
     OsString::from_vec(entries.join(&b","[..]))
 }
@@ -379,7 +389,8 @@ fn render_text(program: &str, summary: &Summary, outcome: Outcome) -> String {
     if summary.processes == 0 {
         text.push_str(
             "  note: no process reported; the allocator was not loaded (static or setuid \
-             program?) or every process was killed before exit\n",
+             program?), every process was killed before exit, or the program closed the \
+             report pipe (fd 200 or the lowest free one above stdio)\n",
         );
     }
     text
@@ -469,14 +480,18 @@ mod tests {
     fn options_merge_in_order_and_stats_fd_is_ours() {
         let merged = malloc_options(
             Some(OsStr::new("quarantine=0, stats_fd=2,,stats=1")),
-            Some("guard=0"),
+            Some("guard=0,stats_ino=3"),
             7,
+            99,
         );
-        assert_eq!(merged, "quarantine=0,stats=1,guard=0,stats_fd=7");
-        assert_eq!(malloc_options(None, None, 5), "stats_fd=5");
         assert_eq!(
-            malloc_options(Some(OsStr::new("")), Some(""), 5),
-            "stats_fd=5"
+            merged,
+            "quarantine=0,stats=1,guard=0,stats_fd=7,stats_ino=99"
+        );
+        assert_eq!(malloc_options(None, None, 5, 1), "stats_fd=5,stats_ino=1");
+        assert_eq!(
+            malloc_options(Some(OsStr::new("")), Some(""), 5, 1),
+            "stats_fd=5,stats_ino=1"
         );
     }
 

@@ -8,15 +8,20 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 
 /// The stats pipe of `engram run`.
 ///
-/// Invariants: both descriptors are above stdio (>= 3), so the child's own
+/// Invariants: both descriptors are above stdio (>= 3; the write end at 200 or
+/// above when the descriptor limit allows), so the child's own
 /// stdin/stdout/stderr can never alias them; `read` is close-on-exec; `write`
 /// is inherited across `exec`.
 pub struct StatsPipe {
     pub read: OwnedFd,
     pub write: OwnedFd,
+    /// The pipe's inode: the allocator writes only to a descriptor that is
+    /// this pipe.
+    pub inode: u64,
 }
 
 /// Creates the stats pipe (see [`StatsPipe`] for what holds on return).
@@ -33,26 +38,40 @@ pub fn stats_pipe() -> io::Result<StatsPipe> {
     let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     // SAFETY: as above, for fds[1].
     let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
-    let read = above_stdio(read)?;
-    let write = above_stdio(write)?;
+    let read = above(read, 3)?;
+    // The write end goes high: a program opens its own files from the lowest
+    // free number up, and one that closed ours would get it back for a file
+    // (the allocator also checks the inode before writing).
+    let write = above(write, HIGH_FD)?;
     clear_cloexec(&write)?;
-    Ok(StatsPipe { read, write })
+    let inode = std::fs::File::from(write.try_clone()?).metadata()?.ino();
+    Ok(StatsPipe { read, write, inode })
 }
 
-/// Moves `fd` above 0, 1 and 2 if it landed there (engram started with a closed
-/// stdio descriptor): the child would otherwise read or print through our pipe.
-fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
-    if fd.as_raw_fd() > 2 {
+/// Where the pipe's write end goes (or the lowest free number above it).
+const HIGH_FD: libc::c_int = 200;
+
+/// Moves `fd` to `min` or above if it is below (for `min` 3: engram started with
+/// a closed stdio descriptor, and the child would otherwise read or print through
+/// our pipe).
+fn above(fd: OwnedFd, min: libc::c_int) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() >= min {
         return Ok(fd);
     }
     // SAFETY: `fd` is open while borrowed; F_DUPFD_CLOEXEC takes the lowest
     // acceptable new descriptor number as its int argument.
-    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    let mut raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if raw < 0 && min > 3 {
+        // `min` is past the descriptor limit (a tight `ulimit -n`): anything
+        // above stdio will do.
+        // SAFETY: as above.
+        raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    }
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fcntl succeeded, so `raw` is a fresh descriptor nobody else owns;
-    // the stdio-numbered original closes when `fd` drops here.
+    // the original closes when `fd` drops here.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 

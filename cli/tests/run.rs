@@ -73,9 +73,10 @@ fn run(command: &mut Command) -> (Option<i32>, String, String) {
     )
 }
 
-/// A shell script that writes `lines` to the report pipe, then runs `then`.
+/// A bash script that writes `lines` to the report pipe, then runs `then`
+/// (bash: dash cannot redirect to descriptors past 9, and the pipe sits at 200).
 fn fake_allocator_script(lines: &[&str], then: &str) -> String {
-    let mut script = String::from("fd=${ENGRAM_MALLOC##*stats_fd=}\n");
+    let mut script = String::from("fd=${ENGRAM_MALLOC##*stats_fd=}\nfd=${fd%%,*}\n");
     for line in lines {
         script.push_str(&format!("echo \"{line}\" >&\"$fd\"\n"));
     }
@@ -113,6 +114,29 @@ fn real_allocator_on_sh_exit_3() {
     assert!(stderr.contains("ended: exit code 3\n"), "{stderr}");
 }
 
+/// A program that puts a file of its own under the report pipe's descriptor
+/// number must not find the report line in it: the allocator checks that the
+/// descriptor is still the pipe (stats_ino) before writing.
+#[test]
+fn real_allocator_never_writes_into_the_programs_own_file() {
+    let Some(lib) = real_library() else { return };
+    let lib = lib.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("engram-run-fd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.txt");
+    // Opened over whatever number the pipe has (read from ENGRAM_MALLOC).
+    let script = format!(
+        "fd=${{ENGRAM_MALLOC##*stats_fd=}}; fd=${{fd%%,*}}; eval \"exec $fd>{}\"; echo mine >&$fd",
+        out.display()
+    );
+    let (code, _, stderr) = run(&mut engram(&[
+        "run", "--lib", lib, "--", "bash", "-c", &script,
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "mine\n", "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn real_allocator_reports_every_process() {
     let Some(lib) = real_library() else { return };
@@ -147,7 +171,7 @@ fn several_processes_and_malformed_lines() {
     let script = fake_allocator_script(&[GOOD_1, BAD, GOOD_2], "exit 5");
     let (code, _, stderr) = run(engram(&["run", "--lib"])
         .arg(&lib)
-        .args(["--", "sh", "-c", &script]));
+        .args(["--", "bash", "-c", &script]));
     assert_eq!(code, Some(5), "{stderr}");
     for expected in [
         "processes: 2\n",
@@ -170,13 +194,13 @@ fn json_report_on_stdout() {
     let script = fake_allocator_script(&[GOOD_2], "echo program output");
     let (code, stdout, stderr) = run(engram(&["run", "--json", "--lib"])
         .arg(&lib)
-        .args(["--", "sh", "-c", &script]));
+        .args(["--", "bash", "-c", &script]));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("processes:"), "{stderr}");
     assert_eq!(
         stdout,
         "program output\n\
-         {\"program\":\"sh\",\"processes\":1,\"allocs\":5,\"frees\":5,\"peak_bytes\":3145728,\
+         {\"program\":\"bash\",\"processes\":1,\"allocs\":5,\"frees\":5,\"peak_bytes\":3145728,\
          \"faults\":1,\"malformed_lines\":0,\"exit_code\":0,\"signal\":null,\
          \"core_dumped\":false,\"status\":0}\n"
     );
@@ -202,10 +226,14 @@ fn child_sees_merged_environment() {
     assert!(stderr.is_empty(), "--quiet printed: {stderr}");
     let mut lines = stdout.lines();
     let options = lines.next().unwrap();
-    let fd = options
+    let ours = options
         .strip_prefix("quarantine=0,guard=0,stats_fd=")
         .unwrap_or_else(|| panic!("{options}"));
+    let (fd, ino) = ours
+        .split_once(",stats_ino=")
+        .unwrap_or_else(|| panic!("{options}"));
     assert!(fd.parse::<u32>().unwrap() > 2, "{options}");
+    assert!(ino.parse::<u64>().unwrap() > 0, "{options}");
     assert_eq!(
         lines.next().unwrap(),
         format!("{}:{}", canonical.display(), lib.display())
