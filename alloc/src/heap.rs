@@ -379,7 +379,7 @@ fn init_slow() -> bool {
     if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
         KEY.store(key, Ordering::Relaxed);
     }
-    OWNER_PID.store(os::pid(), Ordering::Relaxed);
+    note_owner();
     STATE.store(READY, Ordering::Release);
     // pthread_atfork may allocate: only now that malloc works.
     // SAFETY: the handlers are extern "C" fns valid for the process lifetime.
@@ -856,6 +856,9 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
                 let off = (*t).slots[c][n - 1];
                 (*t).count[c] = (n - 1) as u8;
                 (*t).allocs += 1;
+                if (*t).allocs >= COUNT_BATCH {
+                    flush_counts(t);
+                }
                 return finish(gl, c, off, size);
             }
         }
@@ -960,6 +963,9 @@ pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
                 let off = (*t).slots[c][n - 1];
                 (*t).count[c] = (n - 1) as u8;
                 (*t).allocs += 1;
+                if (*t).allocs >= COUNT_BATCH {
+                    flush_counts(t);
+                }
                 return finish(gl, c, off, size);
             }
         }
@@ -1148,7 +1154,15 @@ fn refill(t: *mut ThreadCache, c: usize) {
     }
 }
 
+/// A thread's op counters go to the process counters at every refill and at
+/// least every this many operations, so the report at exit (written by one
+/// thread) misses fewer than this many of each thread still running then. A
+/// thread looping over malloc/free within its cache never refills.
+const COUNT_BATCH: u64 = 256;
+
 /// Move the thread's op counters into the process counters.
+#[cold]
+#[inline(never)]
 fn flush_counts(t: *mut ThreadCache) {
     // SAFETY: this thread's cache.
     unsafe {
@@ -1277,6 +1291,9 @@ fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
             return;
         }
         (*t).frees += 1;
+        if (*t).frees >= COUNT_BATCH {
+            flush_counts(t);
+        }
         let q = gl.cfg.quarantine;
         if q > 0 {
             let size = gl.geom[c].slot as usize;
@@ -1538,6 +1555,21 @@ pub fn report() {
     os::write_all(cfg.stats_fd, l.as_bytes());
 }
 
+/// Set the heap up now and record this process as its owner (from the
+/// library's constructor, before the program's first malloc: a vfork child that
+/// leaves before that malloc must not take the parent's report, and a fork
+/// before it must still run the atfork handlers init registers, so children
+/// report their own line).
+pub fn init_at_load() {
+    if !ensure_init() {
+        note_owner();
+    }
+}
+
+fn note_owner() {
+    let _ = OWNER_PID.compare_exchange(0, os::pid(), Ordering::Relaxed, Ordering::Relaxed);
+}
+
 /// Allow a forked child to report again.
 fn reset_report_after_fork() {
     REPORTED.store(0, Ordering::Relaxed);
@@ -1579,6 +1611,21 @@ extern "C" fn fork_child() {
     unlock_after_fork();
     OWNER_PID.store(os::pid(), Ordering::Relaxed);
     reset_report_after_fork();
+    // The child reports its own work: the parent's operations are the parent's
+    // (`engram run` adds up every process's line). Its peak starts at what it
+    // inherited.
+    COUNTERS.allocs.store(0, Ordering::Relaxed);
+    COUNTERS.frees.store(0, Ordering::Relaxed);
+    COUNTERS.faults.store(0, Ordering::Relaxed);
+    COUNTERS
+        .peak
+        .store(COUNTERS.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+    let t = tc();
+    // SAFETY: this thread's cache; the child has no other thread.
+    unsafe {
+        (*t).allocs = 0;
+        (*t).frees = 0;
+    }
 }
 
 /// The configuration in force (defaults before init).

@@ -332,6 +332,14 @@ mod api {
             heap::report();
         }
 
+        /// Initialise the heap now (ffi/malloc's constructor): it records the
+        /// process as the owner of the report line (written only by it or a
+        /// forked child, never by a vfork child sharing its memory) and
+        /// registers the atfork handlers before the program can fork.
+        pub fn init_at_load() {
+            heap::init_at_load();
+        }
+
         /// The options in force.
         pub fn config() -> crate::Config {
             heap::config()

@@ -76,3 +76,43 @@ fn a_vfork_child_leaves_the_report_to_its_parent() {
         "the report is not the parent's ({pid}): {stderr}"
     );
 }
+
+/// One report line per process under `stats=1`: none from a vfork child that
+/// leaves before the parent's first malloc, and forked children count their own
+/// allocations, not the parent's again (`engram run` adds the lines up).
+#[test]
+fn fork_children_report_their_own_allocations() {
+    let exe = engram_tests::compile_c("fork_report", &["-O1", "-Wall", "-Wextra", "-Werror"], &[]);
+    let out = Command::new(&exe)
+        .env("LD_PRELOAD", engram_tests::malloc_so())
+        .env("ENGRAM_MALLOC", "stats=1")
+        .output()
+        .expect("run fork_report");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fork_report failed: {stderr}");
+    let parent = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let mut lines: Vec<(String, u64)> = Vec::new();
+    for l in stderr
+        .lines()
+        .filter(|l| l.starts_with("engram-malloc: report "))
+    {
+        let field = |k: &str| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("no {k} in {l}"))
+                .to_owned()
+        };
+        lines.push((field("pid="), field("allocs=").parse().unwrap()));
+    }
+    assert_eq!(
+        lines.len(),
+        4,
+        "want the parent's and 3 children's lines: {stderr}"
+    );
+    let (mine, children): (Vec<_>, Vec<_>) = lines.into_iter().partition(|(p, _)| *p == parent);
+    assert_eq!(mine.len(), 1, "one line from the parent {parent}: {stderr}");
+    assert!(mine[0].1 >= 1000, "{stderr}");
+    for (pid, allocs) in children {
+        assert!(allocs < 100, "child {pid} counted {allocs}: {stderr}");
+    }
+}

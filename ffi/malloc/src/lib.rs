@@ -261,6 +261,15 @@ extern "C" fn report_at_exit() {
     raw::report();
 }
 
+extern "C" fn init_at_load() {
+    raw::init_at_load();
+}
+
+/// Runs when the library is loaded, before the program's first malloc.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = init_at_load;
+
 /// Runs at normal process exit (after atexit handlers).
 #[used]
 #[unsafe(link_section = ".fini_array")]
