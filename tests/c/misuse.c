@@ -670,6 +670,17 @@ static int aligned_allocs(void) {
     void *v = valloc(10);
     check_aligned("valloc", 4096, 10, v);
     free(v);
+    /* memalign follows glibc: other alignments round up to a power of two. */
+    static const size_t odd[][2] = {{0, 1}, {3, 4}, {24, 32}, {48, 64}, {100, 128}};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        void *m = memalign(opaque(odd[i][0]), 100);
+        check_aligned("memalign (odd alignment)", odd[i][1], 100, m);
+        free(m);
+    }
+    errno = 0;
+    if (memalign(opaque(SIZE_MAX), 100) != NULL || errno != EINVAL) {
+        return fail("memalign(SIZE_MAX, 100) did not fail with EINVAL");
+    }
     return 0;
 }
 

@@ -101,10 +101,13 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 }
 
 /// # Safety
-/// As for `aligned_alloc`.
+/// As for `malloc`. glibc's memalign: an alignment that is not a power of two
+/// is rounded up to one (0 and 1 mean no constraint); one past the largest
+/// power of two is EINVAL. `aligned_alloc` and `posix_memalign` stay strict.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    // SAFETY: as in `aligned_alloc`.
+    let align = align.max(1).checked_next_power_of_two().unwrap_or(0);
+    // SAFETY: as in `aligned_alloc` (0 fails with EINVAL there).
     unsafe { raw::memalign(align, size).cast() }
 }
 
