@@ -116,3 +116,22 @@ fn fork_children_report_their_own_allocations() {
         assert!(allocs < 100, "child {pid} counted {allocs}: {stderr}");
     }
 }
+
+/// quick_exit skips destructors and ends in glibc's internal `_exit`: the
+/// report comes from an at_quick_exit handler.
+#[test]
+fn quick_exit_still_reports() {
+    let exe = engram_tests::compile_c("quick_exit", &["-O1", "-Wall", "-Wextra", "-Werror"], &[]);
+    let out = Command::new(&exe)
+        .env("LD_PRELOAD", engram_tests::malloc_so())
+        .env("ENGRAM_MALLOC", "stats=1")
+        .output()
+        .expect("run quick_exit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let reports = stderr
+        .lines()
+        .filter(|l| l.starts_with("engram-malloc: report ") && l.contains(" allocs=1 "))
+        .count();
+    assert_eq!(reports, 1, "{stderr}");
+}

@@ -264,8 +264,17 @@ extern "C" fn report_at_exit() {
     raw::report();
 }
 
+unsafe extern "C" {
+    fn at_quick_exit(f: extern "C" fn()) -> c_int;
+}
+
 extern "C" fn init_at_load() {
     raw::init_at_load();
+    // quick_exit runs these handlers and then glibc's internal _exit, which
+    // bypasses both the destructor and our `_exit`.
+    // SAFETY: registers a plain extern "C" fn valid for the process lifetime;
+    // at_quick_exit may allocate, and the heap is initialised above.
+    unsafe { at_quick_exit(report_at_exit) };
 }
 
 /// Runs when the library is loaded, before the program's first malloc.
