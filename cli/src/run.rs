@@ -157,6 +157,16 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         let mut stderr = io::stderr().lock();
         let _ = stderr.write_all(render_text(&program, &summary, outcome).as_bytes());
     }
+    if let Outcome::Signaled {
+        signal: libc::SIGINT,
+        ..
+    } = outcome
+    {
+        // Die of the same SIGINT, as the program did: a shell running engram in
+        // a loop stops on Ctrl-C only when its child was killed by SIGINT (an
+        // exit code of 130 reads as "the program handled it").
+        sys::die_of(libc::SIGINT);
+    }
     Ok(outcome.exit_code())
 }
 

@@ -100,8 +100,20 @@ extern "C" fn ignore_signal(_signal: libc::c_int) {}
 /// caught signal (unlike SIG_IGN) returns to its default at `exec`, so the
 /// child starts with ordinary dispositions. SA_RESTART keeps the blocking
 /// pipe read and `waitpid` going.
+///
+/// A signal the caller ignores (a background job, `nohup`) stays ignored, for
+/// engram and, through `exec`, for the program, as it would be without engram.
 pub fn survive_terminal_signals() -> io::Result<()> {
     for signal in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: as below; a null new action only reads the current one.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: `old` is a valid out-parameter owned by this frame.
+        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if old.sa_sigaction == libc::SIG_IGN {
+            continue;
+        }
         // SAFETY: sigaction is plain old data; all-zero is a valid (empty) value
         // that is filled in below.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -117,6 +129,22 @@ pub fn survive_terminal_signals() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ends engram by `signal` with its default action (terminate): restores the
+/// default disposition, unblocks it and raises it. Returns only if the signal
+/// did not end the process (it cannot for SIGINT once defaulted).
+pub fn die_of(signal: libc::c_int) {
+    // SAFETY: SIG_DFL is a valid disposition for any catchable signal; the
+    // set is a local sigset_t; raise sends to this thread.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
+    }
 }
 
 #[cfg(test)]

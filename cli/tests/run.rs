@@ -299,3 +299,47 @@ fn bad_options_are_refused() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("stats_fd is set by engram run"), "{stderr}");
 }
+
+/// Starts `engram run --quiet --lib LIB -- sleep 2` in a process group of its
+/// own, sends SIGINT to the group after 300 ms (a terminal's Ctrl-C), and
+/// returns how engram ended. `ignore`: the caller ignores SIGINT, as a
+/// background job or `nohup` does.
+fn ctrl_c(lib: &Path, ignore: bool) -> std::process::ExitStatus {
+    use std::os::unix::process::CommandExt;
+    let mut command = engram(&["run", "--quiet", "--lib"]);
+    command.arg(lib).args(["--", "sleep", "2"]).process_group(0);
+    if ignore {
+        // SAFETY: between fork and exec only signal(2), which is
+        // async-signal-safe, runs.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("engram starts");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on the group we just created.
+    assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
+    child.wait().expect("engram ends")
+}
+
+/// Ctrl-C: the program dies of SIGINT, and so does engram after its report,
+/// so a shell looping over `engram run` stops as it would over the program.
+/// A SIGINT the caller ignores stays ignored for the program.
+#[test]
+fn ctrl_c_ends_engram_like_the_program_unless_ignored() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    let status = ctrl_c(&lib, false);
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}");
+    let status = ctrl_c(&lib, true);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "sleep should have ignored SIGINT: {status:?}"
+    );
+}
