@@ -1552,7 +1552,7 @@ pub fn report() {
         .push(b" faults=")
         .dec(COUNTERS.faults.load(Ordering::Relaxed))
         .push(b"\n");
-    os::write_all(cfg.stats_fd, l.as_bytes());
+    os::write_all_no_sigpipe(cfg.stats_fd, l.as_bytes());
 }
 
 /// Set the heap up now and record this process as its owner (from the

@@ -95,6 +95,37 @@ pub unsafe fn resident(p: *mut u8, pages: usize, out: &mut [u8]) -> bool {
     unsafe { libc::mincore(p.cast(), pages * PAGE, out.as_mut_ptr()) == 0 }
 }
 
+/// [`write_all`] with SIGPIPE held off: the report goes to a pipe whose reader
+/// (`engram run`) may be gone, and a program that leaves normally must not be
+/// killed by SIGPIPE on its way out. A SIGPIPE raised by this write is
+/// consumed; one already pending before stays pending.
+pub fn write_all_no_sigpipe(fd: i32, buf: &[u8]) {
+    // SAFETY: all-zero sigset_t values are valid and initialised below by
+    // sigemptyset / pthread_sigmask / sigpending; the timeout is a local.
+    unsafe {
+        let mut block: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        let mut pending: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, libc::SIGPIPE);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) != 0 {
+            write_all(fd, buf);
+            return;
+        }
+        libc::sigpending(&mut pending);
+        let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        write_all(fd, buf);
+        if !was_pending && errno() == libc::EPIPE {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&block, ptr::null_mut(), &zero);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+    }
+}
+
 /// True if `fd` is open on a pipe whose inode is `ino`.
 pub fn is_pipe_with_inode(fd: i32, ino: u64) -> bool {
     // SAFETY: an all-zero `stat` is a valid value of the plain C struct.

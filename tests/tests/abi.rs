@@ -135,3 +135,23 @@ fn quick_exit_still_reports() {
         .count();
     assert_eq!(reports, 1, "{stderr}");
 }
+
+/// The report pipe's reader is gone (engram run killed): the program still
+/// exits with its own status, not killed by SIGPIPE writing the report.
+#[test]
+fn a_closed_report_pipe_does_not_kill_the_program() {
+    let script = "import os, subprocess, sys\n\
+                  r, w = os.pipe()\n\
+                  os.close(r)\n\
+                  env = dict(os.environ, LD_PRELOAD=sys.argv[1], ENGRAM_MALLOC='stats_fd=%d' % w)\n\
+                  print(subprocess.run(['sh', '-c', 'exit 3'], env=env, pass_fds=(w,)).returncode)\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(engram_tests::malloc_so())
+        .output()
+        .expect("run python3 (apt-get install python3)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3", "{stderr}");
+}
