@@ -95,6 +95,10 @@ pub struct Central {
     pub nslabs: u32,
     /// Slots handed out and not returned.
     pub claimed: u64,
+    /// Decommitted slabs claimed from again since the caller last took this
+    /// count ([`take_recommitted`](Self::take_recommitted)): their pages come
+    /// back as they are touched.
+    recommitted: u32,
 }
 
 impl Default for Central {
@@ -112,6 +116,7 @@ impl Central {
             empty: 0,
             nslabs: 0,
             claimed: 0,
+            recommitted: 0,
         }
     }
 
@@ -205,6 +210,9 @@ impl Central {
         }
         let m = &mut s.meta[idx as usize];
         m.free -= got as u32;
+        if got > 0 && decommitted {
+            self.recommitted += 1;
+        }
         m.flags &= !DECOMMITTED;
         m.frontier.store(new_frontier, Ordering::Relaxed);
         if m.free == 0 {
@@ -264,6 +272,11 @@ impl Central {
         debug_assert!(m.free == s.nslots && m.flags & DECOMMITTED == 0);
         m.flags |= DECOMMITTED;
         self.empty -= 1;
+    }
+
+    /// How many decommitted slabs were claimed from since the last call.
+    pub fn take_recommitted(&mut self) -> u32 {
+        core::mem::take(&mut self.recommitted)
     }
 
     /// Empty slabs that still hold pages (for trim).

@@ -242,7 +242,7 @@ pub(crate) struct Counters {
     pub in_use: AtomicUsize,
     pub peak: AtomicUsize,
     pub faults: AtomicU64,
-    /// Committed slab bytes.
+    /// Bytes of slabs holding pages: committed and not decommitted since.
     pub committed: AtomicUsize,
 }
 pub(crate) static COUNTERS: Counters = Counters {
@@ -1056,7 +1056,13 @@ fn claim_in(c: usize, a: usize, out: &mut [Claimed], rng: u64) -> usize {
             .fetch_add(gm.slab_bytes as usize, Ordering::Relaxed);
         true
     });
+    let back = central.take_recommitted() as usize;
     drop(central);
+    if back > 0 && c != 0 {
+        COUNTERS
+            .committed
+            .fetch_add(back * gm.slab_bytes as usize, Ordering::Relaxed);
+    }
     for cl in &mut out[..got] {
         cl.slab += first;
     }
@@ -1124,6 +1130,10 @@ fn decommit_slab(gl: &Globals, c: usize, slab: u32) {
     // SAFETY: the slab is committed and empty (no live, cached or quarantined slot:
     // all its bits are back in its arena, whose lock we hold).
     unsafe { os::decommit(start, gm.slab_bytes as usize) };
+    // Counted again when a claim takes from it (`claim`).
+    COUNTERS
+        .committed
+        .fetch_sub(gm.slab_bytes as usize, Ordering::Relaxed);
 }
 
 /// Fill the thread's cache of class `c` with half its capacity, shuffled.

@@ -51,6 +51,18 @@ int main(void) {
             rss_full, rss_trimmed, during.uordblks, after.uordblks);
     if (rss_trimmed > rss_full - 80 * 1024) return fail("malloc_trim did not return the freed memory");
     if (after.uordblks >= during.uordblks / 4) return fail("uordblks still high after free");
+    /* The trimmed slabs leave arena too (it once only grew). */
+    if (after.arena >= during.arena / 4) return fail("mallinfo2.arena still high after free+trim");
+    /* A large block is glibc's mmapped chunk: in hblkhd, not in arena or uordblks. */
+    void *big = malloc(10 << 20);
+    if (!big) return fail("malloc(10 MiB) failed");
+    memset(big, 1, 10 << 20);
+    struct mallinfo2 with_big = mallinfo2();
+    if (with_big.hblks < 1 || with_big.hblkhd < (size_t)10 << 20)
+        return fail("a 10 MiB block is not in hblks/hblkhd");
+    if (with_big.uordblks >= after.uordblks + (1 << 20) || with_big.arena >= after.arena + (1 << 20))
+        return fail("a 10 MiB block is counted in uordblks or arena as well as hblkhd");
+    free(big);
     if (mallopt(M_MMAP_THRESHOLD, 1 << 20) != 0) return fail("mallopt claimed to apply a glibc knob");
     return 0;
 }

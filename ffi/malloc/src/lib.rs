@@ -217,17 +217,23 @@ pub struct Mallinfo {
     pub keepcost: c_int,
 }
 
-/// Real figures from the allocator's counters.
+/// Real figures from the allocator's counters, split as glibc splits them: the
+/// slabs play glibc's heap (`arena`: bytes of slabs holding pages, `uordblks`
+/// the slots handed out of them, thread caches included, `fordblks` the rest),
+/// large blocks its mmapped chunks (`hblks`, `hblkhd`), kept apart so that the
+/// usual sums `arena + hblkhd` and `uordblks + hblkhd` count nothing twice;
+/// `keepcost` is the cached large mappings malloc_trim would release.
 #[unsafe(no_mangle)]
 pub extern "C" fn mallinfo2() -> Mallinfo2 {
     let s = raw::stats();
-    let arena = s.committed_bytes + s.large_bytes + s.large_cached_bytes;
+    let slab_in_use = s.in_use_bytes.saturating_sub(s.large_bytes);
+    let arena = s.committed_bytes.max(slab_in_use);
     Mallinfo2 {
         arena,
         hblks: s.large_blocks,
         hblkhd: s.large_bytes,
-        uordblks: s.in_use_bytes,
-        fordblks: arena.saturating_sub(s.in_use_bytes),
+        uordblks: slab_in_use,
+        fordblks: arena - slab_in_use,
         keepcost: s.large_cached_bytes,
         ..Mallinfo2::default()
     }
