@@ -1272,10 +1272,18 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
                 }
                 None => fatal(Fault::HeapOverflow, op, p as usize),
             }
-        } else if expect.is_some_and(|e| e + gl.extra > slot || class_of(e.max(1)) > s.class) {
-            // Without the canary the size is only known to fit the slot: a block
-            // sits in its size's class or a bigger one (an alignment that class
-            // cannot give, or a full region, moves it up).
+        } else if expect.is_some_and(|e| {
+            // Without the canary the size must pick the slot's class; an
+            // aligned block may sit in a bigger one (its alignment was checked
+            // against the class by `check_alignment`).
+            let want = class_of(e.max(1));
+            let wrong_class = if op == Op::FreeAlignedSized {
+                want > s.class
+            } else {
+                want != s.class
+            };
+            e + gl.extra > slot || wrong_class
+        }) {
             fatal(Fault::SizeMismatch, op, p as usize);
         }
         if gl.cfg.zero {

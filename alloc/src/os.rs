@@ -114,6 +114,8 @@ pub fn write_all_no_sigpipe(fd: i32, buf: &[u8]) {
         }
         libc::sigpending(&mut pending);
         let was_pending = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        // A stale EPIPE from the program's own writes must not look like ours.
+        set_errno(0);
         write_all(fd, buf);
         if !was_pending && errno() == libc::EPIPE {
             let zero = libc::timespec {

@@ -400,7 +400,7 @@ fn render_text(program: &str, summary: &Summary, outcome: Outcome) -> String {
         text.push_str(
             "  note: no process reported; the allocator was not loaded (static or setuid \
              program?), every process was killed before exit, or the program closed the \
-             report pipe (fd 200 or the lowest free one above stdio)\n",
+             report pipe (fd 611 or the lowest free one above stdio)\n",
         );
     }
     text

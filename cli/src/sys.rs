@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 
 /// The stats pipe of `engram run`.
 ///
-/// Invariants: both descriptors are above stdio (>= 3; the write end at 200 or
+/// Invariants: both descriptors are above stdio (>= 3; the write end at 611 or
 /// above when the descriptor limit allows), so the child's own
 /// stdin/stdout/stderr can never alias them; `read` is close-on-exec; `write`
 /// is inherited across `exec`.
@@ -48,8 +48,9 @@ pub fn stats_pipe() -> io::Result<StatsPipe> {
     Ok(StatsPipe { read, write, inode })
 }
 
-/// Where the pipe's write end goes (or the lowest free number above it).
-const HIGH_FD: libc::c_int = 200;
+/// Where the pipe's write end goes (or the lowest free number above it): high,
+/// and not a number scripts pick by habit (200 is the usual `flock` descriptor).
+const HIGH_FD: libc::c_int = 611;
 
 /// Moves `fd` to `min` or above if it is below (for `min` 3: engram started with
 /// a closed stdio descriptor, and the child would otherwise read or print through

@@ -74,7 +74,7 @@ fn run(command: &mut Command) -> (Option<i32>, String, String) {
 }
 
 /// A bash script that writes `lines` to the report pipe, then runs `then`
-/// (bash: dash cannot redirect to descriptors past 9, and the pipe sits at 200).
+/// (bash: dash cannot redirect to descriptors past 9, and the pipe sits at 611).
 fn fake_allocator_script(lines: &[&str], then: &str) -> String {
     let mut script = String::from("fd=${ENGRAM_MALLOC##*stats_fd=}\nfd=${fd%%,*}\n");
     for line in lines {
@@ -319,7 +319,25 @@ fn ctrl_c(lib: &Path, ignore: bool) -> std::process::ExitStatus {
         }
     }
     let mut child = command.spawn().expect("engram starts");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Wait until engram has started the program and the program is `sleep`
+    // (exec done): a signal sent earlier would hit engram before its handlers
+    // or the child before its exec.
+    let task = format!("/proc/{0}/task/{0}/children", child.id());
+    let started = std::time::Instant::now();
+    loop {
+        let kids = std::fs::read_to_string(&task).unwrap_or_default();
+        let sleeping = kids.split_whitespace().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        });
+        if sleeping {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "sleep never started under engram"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     // SAFETY: kill(2) on the group we just created.
     assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) }, 0);
     child.wait().expect("engram ends")

@@ -517,6 +517,14 @@ static int free_sized_wrong_size(void) {
     return survived("free_sized with the wrong size");
 }
 
+static int free_sized_too_small(void) {
+    free_sized_fn fs = (free_sized_fn)need_symbol("free_sized");
+    char *p = xmalloc(1000);
+    announce(p);
+    fs(launder(p), opaque(1));
+    return survived("free_sized with a size far below the block's");
+}
+
 static int free_aligned_sized_wrong_alignment(void) {
     free_aligned_sized_fn fas = (free_aligned_sized_fn)need_symbol("free_aligned_sized");
     char *p = aligned_alloc(64, 128);
@@ -875,6 +883,7 @@ static const struct named_case cases[] = {
     {"heap_overflow_realloc_grow", heap_overflow_realloc_grow},
     {"heap_overflow_realloc_shrink", heap_overflow_realloc_shrink},
     {"free_sized_wrong_size", free_sized_wrong_size},
+    {"free_sized_too_small", free_sized_too_small},
     {"free_aligned_sized_wrong_alignment", free_aligned_sized_wrong_alignment},
     {"malloc_zero_write", malloc_zero_write},
     {"large_guard_page", large_guard_page},

@@ -53,6 +53,7 @@ const ALL_CASES: &[&str] = &[
     "heap_overflow_realloc_grow",
     "heap_overflow_realloc_shrink",
     "free_sized_wrong_size",
+    "free_sized_too_small",
     "free_aligned_sized_wrong_alignment",
     "malloc_zero_write",
     "large_guard_page",
@@ -509,6 +510,20 @@ fn free_sized_with_wrong_size() {
         "free_sized",
         At::Ptr,
     );
+}
+
+#[test]
+fn free_sized_too_small_with_and_without_the_canary() {
+    // Without the canary the size is checked against the slot's class.
+    for options in ["", "canary=0"] {
+        expect_fault(
+            "free_sized_too_small",
+            options,
+            "size mismatch",
+            "free_sized",
+            At::Ptr,
+        );
+    }
 }
 
 #[test]
