@@ -855,10 +855,7 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
             if n > 0 && (*t).state == T_ACTIVE {
                 let off = (*t).slots[c][n - 1];
                 (*t).count[c] = (n - 1) as u8;
-                (*t).allocs += 1;
-                if (*t).allocs >= COUNT_BATCH {
-                    flush_counts(t);
-                }
+                count_op(t, &raw mut (*t).allocs);
                 return finish(gl, c, off, size);
             }
         }
@@ -962,10 +959,7 @@ pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
             if n > 0 {
                 let off = (*t).slots[c][n - 1];
                 (*t).count[c] = (n - 1) as u8;
-                (*t).allocs += 1;
-                if (*t).allocs >= COUNT_BATCH {
-                    flush_counts(t);
-                }
+                count_op(t, &raw mut (*t).allocs);
                 return finish(gl, c, off, size);
             }
         }
@@ -1170,6 +1164,22 @@ fn refill(t: *mut ThreadCache, c: usize) {
 /// thread looping over malloc/free within its cache never refills.
 const COUNT_BATCH: u64 = 256;
 
+/// Count one operation in `counter` (a field of `t`), moving the thread's
+/// counters to the process every [`COUNT_BATCH`].
+///
+/// # Safety
+/// `t` is this thread's cache and `counter` points into it.
+#[inline]
+unsafe fn count_op(t: *mut ThreadCache, counter: *mut u64) {
+    // SAFETY: the caller guarantees both pointers.
+    unsafe {
+        *counter += 1;
+        if *counter >= COUNT_BATCH {
+            flush_counts(t);
+        }
+    }
+}
+
 /// Move the thread's op counters into the process counters.
 #[cold]
 #[inline(never)]
@@ -1243,13 +1253,14 @@ fn drain(t: *mut ThreadCache) {
 // free
 // ---------------------------------------------------------------------------------
 
-/// Free `p` (non-null) found by `op`; `expect` is the size free_sized was told.
+/// Free `p` (non-null) found by `op`; `expect` is the size and alignment
+/// free_sized (alignment 16) or free_aligned_sized was told.
 #[inline]
-pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
+pub(crate) fn free(p: *mut u8, op: Op, expect: Option<(usize, usize)>) {
     let gl = g();
     let off = (p as usize).wrapping_sub(gl.base);
     if off >= gl.span {
-        return large::free(p, op, expect);
+        return large::free(p, op, expect.map(|(size, _)| size));
     }
     let s = match locate(off) {
         Ok(s) => s,
@@ -1266,31 +1277,22 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
             // which made it ours alone.
             match unsafe { read_canary(gl, p, slot) } {
                 Some(size) => {
-                    if expect.is_some_and(|e| e != size) {
+                    if expect.is_some_and(|(e, _)| e != size) {
                         fatal(Fault::SizeMismatch, op, p as usize);
                     }
                 }
                 None => fatal(Fault::HeapOverflow, op, p as usize),
             }
-        } else if expect.is_some_and(|e| {
-            // Without the canary the size must pick the slot's class; an
-            // aligned block may sit in a bigger one (its alignment was checked
-            // against the class by `check_alignment`).
-            let want = class_of(e.max(1));
-            let wrong_class = if op == Op::FreeAlignedSized {
-                want > s.class
-            } else {
-                want != s.class
-            };
-            e + gl.extra > slot || wrong_class
-        }) {
+        } else if expect.is_some_and(|(e, align)| class_for(gl, e, align) != Some(s.class)) {
+            // Without the canary the size (and alignment) must pick the slot's
+            // class, as malloc picked it.
             fatal(Fault::SizeMismatch, op, p as usize);
         }
         if gl.cfg.zero {
             // SAFETY: as above: the slot is ours and writable.
             unsafe { ptr::write_bytes(p, 0, slot) };
         }
-    } else if expect.is_some_and(|e| e != 0) {
+    } else if expect.is_some_and(|(e, _)| e != 0) {
         fatal(Fault::SizeMismatch, op, p as usize);
     }
     retire(gl, p as usize, split_off(gl, off).1, s.class);
@@ -1308,10 +1310,7 @@ fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
             COUNTERS.frees.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        (*t).frees += 1;
-        if (*t).frees >= COUNT_BATCH {
-            flush_counts(t);
-        }
+        count_op(t, &raw mut (*t).frees);
         let q = gl.cfg.quarantine;
         if q > 0 {
             let size = gl.geom[c].slot as usize;

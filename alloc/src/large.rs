@@ -25,7 +25,7 @@ use crate::heap::{
     add_in_use, canary_pattern, config, fill_pattern, has_pattern, is_zero, sub_in_use,
 };
 use crate::os::{self, PAGE};
-use crate::sync::SpinLock;
+use crate::sync::{SpinGuard, SpinLock};
 
 /// Table capacity (power of two); a million live large blocks is 128 GiB or more.
 const TABLE_CAP: usize = 1 << 20;
@@ -316,14 +316,21 @@ unsafe fn canary_ok(p: *mut u8, size: usize, pattern: u8) -> bool {
 /// realloc's check of live block `p` (requested size `size`) before it is
 /// resized where it lies: the canary an overflow would have written is about to
 /// be rewritten (or zeroed, or handed to the block), so it is checked first, as
-/// free checks it. False: damaged.
-fn canary_intact(p: *mut u8, size: usize) -> bool {
-    match canary_pattern() {
+/// free checks it. A damaged canary releases the lock `st` and aborts.
+fn check_canary_for_realloc(
+    st: SpinGuard<'_, State>,
+    p: *mut u8,
+    size: usize,
+) -> SpinGuard<'_, State> {
+    if let Some(pat) = canary_pattern() {
         // SAFETY: the block is live, owned by the caller during realloc, and its
         // first `map` bytes (which hold the canary page) are RW.
-        Some(pat) => unsafe { canary_ok(p, size, pat) },
-        None => true,
+        if !unsafe { canary_ok(p, size, pat) } {
+            drop(st);
+            fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
+        }
     }
+    st
 }
 
 /// Allocate a large block; null with ENOMEM on failure.
@@ -661,10 +668,7 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     if new > map || new <= map / 2 || new <= crate::size_class::MAX_SMALL {
         return false;
     }
-    if !canary_intact(p, old) {
-        drop(st);
-        fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
-    }
+    st = check_canary_for_realloc(st, p, old);
     let old_end = old.next_multiple_of(PAGE);
     let new_end = new.next_multiple_of(PAGE);
     // SAFETY: both ends are inside the block's `map` RW bytes and the block is live
@@ -808,10 +812,7 @@ pub(crate) fn grow_by_remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     if new_map <= rec.map || new_map > isize::MAX as usize / 2 {
         return ptr::null_mut();
     }
-    if !canary_intact(p, old) {
-        drop(st);
-        fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
-    }
+    st = check_canary_for_realloc(st, p, old);
     // SAFETY: `[p, p+map)` is the live block's RW mapping, owned by the caller
     // during realloc.
     let Some((q, guard)) = (unsafe { remap(&mut st, p, rec.map, rec.guard, new_map) }) else {

@@ -221,7 +221,7 @@ mod api {
         /// As for [`free`].
         pub unsafe fn free_sized(p: *mut u8, size: usize) {
             if !p.is_null() {
-                heap::free(p, Op::FreeSized, Some(size));
+                heap::free(p, Op::FreeSized, Some((size, 16)));
             }
         }
 
@@ -242,7 +242,7 @@ mod api {
                 );
             }
             heap::check_alignment(p, align, size);
-            heap::free(p, Op::FreeAlignedSized, Some(size));
+            heap::free(p, Op::FreeAlignedSized, Some((size, align)));
         }
 
         /// realloc(3). `realloc(p, 0)` frees `p` and returns null (glibc's

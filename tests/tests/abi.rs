@@ -75,20 +75,27 @@ fn a_vfork_child_leaves_the_report_to_its_parent() {
     );
 }
 
+/// Compiles tests/c/NAME.c, runs it preloaded with `ENGRAM_MALLOC=stats=1`,
+/// checks it succeeded and returns its stdout and stderr.
+fn run_c_with_stats(name: &str) -> (String, String) {
+    let exe = engram_tests::compile_c(name, &["-O1", "-Wall", "-Wextra", "-Werror"], &[]);
+    let out = Command::new(&exe)
+        .env("LD_PRELOAD", engram_tests::malloc_so())
+        .env("ENGRAM_MALLOC", "stats=1")
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{name} failed: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
 /// One report line per process under `stats=1`: none from a vfork child that
 /// leaves before the parent's first malloc, and forked children count their own
 /// allocations, not the parent's again (`engram run` adds the lines up).
 #[test]
 fn fork_children_report_their_own_allocations() {
-    let exe = engram_tests::compile_c("fork_report", &["-O1", "-Wall", "-Wextra", "-Werror"], &[]);
-    let out = Command::new(&exe)
-        .env("LD_PRELOAD", engram_tests::malloc_so())
-        .env("ENGRAM_MALLOC", "stats=1")
-        .output()
-        .expect("run fork_report");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "fork_report failed: {stderr}");
-    let parent = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (stdout, stderr) = run_c_with_stats("fork_report");
+    let parent = stdout.trim().to_owned();
     let mut lines: Vec<(String, u64)> = Vec::new();
     for l in stderr
         .lines()
@@ -119,14 +126,7 @@ fn fork_children_report_their_own_allocations() {
 /// report comes from an at_quick_exit handler.
 #[test]
 fn quick_exit_still_reports() {
-    let exe = engram_tests::compile_c("quick_exit", &["-O1", "-Wall", "-Wextra", "-Werror"], &[]);
-    let out = Command::new(&exe)
-        .env("LD_PRELOAD", engram_tests::malloc_so())
-        .env("ENGRAM_MALLOC", "stats=1")
-        .output()
-        .expect("run quick_exit");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = run_c_with_stats("quick_exit");
     let reports = stderr
         .lines()
         .filter(|l| l.starts_with("engram-malloc: report ") && l.contains(" allocs=1 "))
