@@ -33,7 +33,8 @@ pub struct SimArgs {
     #[arg(long, default_value = "all")]
     policy: String,
     /// Fast-tier sizes, comma separated: 5% or 0.05 (of unique objects),
-    /// 5%B (of unique bytes), 1000 (objects), 64MiB (bytes).
+    /// 5%B (of unique bytes), 1000 (objects), 64MiB (bytes). A byte size
+    /// holds that many bytes of objects, whatever their sizes.
     #[arg(long, default_value = "5%")]
     size: String,
     /// Where to write the SVG plot (hit ratio and latency over time).
@@ -54,13 +55,34 @@ pub struct SimArgs {
 
 struct TierRow {
     size_label: String,
+    /// The device size was a byte budget.
+    dev_in_bytes: bool,
     result: TieredResult,
 }
 
 struct Row {
     size_label: String,
+    /// The size was a byte budget: `result.capacity` is bytes.
+    in_bytes: bool,
     result: SimResult,
     secs: f64,
+}
+
+/// A capacity for the table: objects as a count, bytes with a unit.
+fn capacity_cell(capacity: usize, in_bytes: bool) -> String {
+    if !in_bytes {
+        return capacity.to_string();
+    }
+    let b = capacity as f64;
+    if b >= f64::from(1u32 << 30) {
+        format!("{:.1}GiB", b / f64::from(1u32 << 30))
+    } else if b >= f64::from(1u32 << 20) {
+        format!("{:.1}MiB", b / f64::from(1u32 << 20))
+    } else if b >= 1024.0 {
+        format!("{:.1}KiB", b / 1024.0)
+    } else {
+        format!("{capacity}B")
+    }
 }
 
 pub fn run(args: &SimArgs) -> Result<u8> {
@@ -107,16 +129,16 @@ pub fn run(args: &SimArgs) -> Result<u8> {
     );
     let mut rows = Vec::new();
     for (label, size) in &sizes {
-        let cap = size.objects(unique, unique_bytes);
         for kind in &kinds {
             bar.set_message(format!("{} @ {label}", kind.name()));
-            let mut p = kind.build(cap)?;
+            let mut p = size.build(*kind, unique, unique_bytes)?;
             let start = Instant::now();
             let result = simulate(p.as_mut(), &t.requests, &cost, args.windows, false);
             let secs = start.elapsed().as_secs_f64();
             bar.inc(t.requests.len() as u64);
             rows.push(Row {
                 size_label: label.clone(),
+                in_bytes: size.in_bytes(),
                 result,
                 secs,
             });
@@ -124,17 +146,19 @@ pub fn run(args: &SimArgs) -> Result<u8> {
     }
     let mut tier_rows = Vec::new();
     if let Some(dev) = device {
-        let dev_cap = dev.objects(unique, unique_bytes);
         for (label, size) in &sizes {
-            let cap = size.objects(unique, unique_bytes);
             for kind in &kinds {
                 bar.set_message(format!("{} @ device + {label}", kind.name()));
-                let mut tiers = vec![kind.build(dev_cap)?, kind.build(cap)?];
+                let mut tiers = vec![
+                    dev.build(*kind, unique, unique_bytes)?,
+                    size.build(*kind, unique, unique_bytes)?,
+                ];
                 let costs = [TierCost::DEVICE, cost.fast];
                 let result = simulate_tiers(&mut tiers, &costs, &cost.backing, &t.requests, false);
                 bar.inc(t.requests.len() as u64);
                 tier_rows.push(TierRow {
                     size_label: label.clone(),
+                    dev_in_bytes: dev.in_bytes(),
                     result,
                 });
             }
@@ -167,7 +191,7 @@ fn table(rows: &[Row]) -> String {
         "{:<10} {:>7} {:>9} {:>8} {:>8} {:>11} {:>11} {:>12} {:>10} {:>9} {:>10}",
         "policy",
         "size",
-        "objects",
+        "capacity",
         "fast %",
         "back %",
         "mean us",
@@ -184,7 +208,7 @@ fn table(rows: &[Row]) -> String {
             "{:<10} {:>7} {:>9} {:>8.2} {:>8.2} {:>11.2} {:>11.2} {:>12.1} {:>10} {:>9.2} {:>10.2}",
             x.policy,
             r.size_label,
-            x.capacity,
+            capacity_cell(x.capacity, r.in_bytes),
             100.0 * x.hit_ratio(),
             100.0 * x.backing_hits as f64 / x.requests.max(1) as f64,
             x.mean_latency_ns / 1e3,
@@ -223,7 +247,7 @@ fn tier_table(rows: &[TierRow]) -> String {
             "{:<10} {:>7} {:>9} {:>9.2} {:>9.2} {:>8.2} {:>8.2} {:>11.2} {:>11.1} {:>12.1} {:>12.2}",
             x.policy,
             r.size_label,
-            x.capacities[0],
+            capacity_cell(x.capacities[0], r.dev_in_bytes),
             100.0 * x.hit_ratio(0),
             100.0 * x.hit_ratio(1),
             100.0 * x.backing_hits as f64 / x.requests.max(1) as f64,
@@ -365,6 +389,7 @@ mod tests {
             .iter()
             .map(|k| Row {
                 size_label: "5%".into(),
+                in_bytes: false,
                 result: simulate(k.build(25).unwrap().as_mut(), &t, &cost, 10, false),
                 secs: 0.5,
             })
@@ -393,6 +418,7 @@ mod tests {
                 let costs = [TierCost::DEVICE, cost.fast];
                 TierRow {
                     size_label: "5%".into(),
+                    dev_in_bytes: false,
                     result: simulate_tiers(&mut tiers, &costs, &cost.backing, &t, false),
                 }
             })
@@ -409,6 +435,15 @@ mod tests {
             "{}",
             lines[1]
         );
+    }
+
+    #[test]
+    fn a_byte_budget_shows_its_bytes() {
+        assert_eq!(capacity_cell(2448, false), "2448");
+        assert_eq!(capacity_cell(512, true), "512B");
+        assert_eq!(capacity_cell(96 << 10, true), "96.0KiB");
+        assert_eq!(capacity_cell(101_502_156, true), "96.8MiB");
+        assert_eq!(capacity_cell(3 << 30, true), "3.0GiB");
     }
 
     #[test]

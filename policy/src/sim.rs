@@ -12,7 +12,7 @@
 //! latency per window) for plots. Wall-clock timing (decisions/s) is left to
 //! the caller, so the core stays deterministic.
 
-use crate::cache::Policy;
+use crate::cache::{Policy, PolicyKind};
 use crate::error::{Error, Result};
 use crate::tier::CostModel;
 use crate::types::{IdMap, ObjectId, Op, Request};
@@ -82,23 +82,57 @@ impl CacheSize {
         }
     }
 
-    /// Object capacity for a trace with `unique` objects of `unique_bytes`
-    /// in all. Byte budgets become `budget / mean object size` objects: the
-    /// policies here are unit-size. Fractions round down (as BASELINES.md).
-    /// The result is capped at `unique`: a bigger tier holds the same objects,
-    /// and the policies size their queues and windows from it (an `--size` of
-    /// 2^61 objects overflowed them).
+    /// Whether this is a byte budget (`64MiB`, `5%B`).
+    pub fn in_bytes(self) -> bool {
+        matches!(self, CacheSize::Bytes(_) | CacheSize::FractionBytes(_))
+    }
+
+    /// Object capacity for a trace with `unique` objects. Fractions round
+    /// down (as BASELINES.md). The result is capped at `unique`: a bigger tier
+    /// holds the same objects, and the policies size their queues and windows
+    /// from it (an `--size` of 2^61 objects overflowed them). A byte budget
+    /// gives `budget / mean object size` here, an estimate only: [`build`]
+    /// runs byte budgets in bytes.
+    ///
+    /// [`build`]: CacheSize::build
     pub fn objects(self, unique: usize, unique_bytes: u64) -> usize {
         let mean = unique_bytes as f64 / unique.max(1) as f64;
         let n = match self {
             CacheSize::Objects(n) => n,
             CacheSize::FractionObjects(f) => (unique as f64 * f).floor() as usize,
-            CacheSize::Bytes(b) => (b as f64 / mean.max(1.0)).floor() as usize,
-            CacheSize::FractionBytes(f) => {
-                (unique_bytes as f64 * f / mean.max(1.0)).floor() as usize
+            CacheSize::Bytes(_) | CacheSize::FractionBytes(_) => {
+                (self.bytes(unique_bytes) as f64 / mean.max(1.0)).floor() as usize
             }
         };
         n.clamp(1, unique.max(1))
+    }
+
+    /// Byte budget for a trace of `unique_bytes` unique bytes, capped there (a
+    /// bigger tier holds the same objects); at least 1. For an object size,
+    /// 0 (not a byte budget).
+    pub fn bytes(self, unique_bytes: u64) -> u64 {
+        let b = match self {
+            CacheSize::Bytes(b) => b,
+            CacheSize::FractionBytes(f) => (unique_bytes as f64 * f).floor() as u64,
+            CacheSize::Objects(_) | CacheSize::FractionObjects(_) => return 0,
+        };
+        b.clamp(1, unique_bytes.max(1))
+    }
+
+    /// `kind` sized for a trace of `unique` objects and `unique_bytes` bytes:
+    /// an object capacity, or a [`ByteBudget`](crate::cache::ByteBudget)
+    /// for a byte size.
+    pub fn build(
+        self,
+        kind: PolicyKind,
+        unique: usize,
+        unique_bytes: u64,
+    ) -> Result<Box<dyn Policy>> {
+        if self.in_bytes() {
+            kind.build_bytes(self.bytes(unique_bytes), unique)
+        } else {
+            kind.build(self.objects(unique, unique_bytes))
+        }
     }
 }
 
@@ -118,7 +152,7 @@ pub struct Point {
 pub struct SimResult {
     /// Policy name.
     pub policy: String,
-    /// Fast-tier capacity in objects.
+    /// Fast-tier capacity: objects, or bytes under a byte budget.
     pub capacity: usize,
     /// Lookups (reads and writes; deletes excluded).
     pub requests: u64,
@@ -155,6 +189,9 @@ pub struct SimResult {
     pub p99_latency_ns: f64,
     /// Most objects ever resident at once.
     pub max_resident: usize,
+    /// Most of the capacity ever in use at once (objects, or bytes under a
+    /// byte budget): never above `capacity`.
+    pub max_used: usize,
     /// Time series, `windows` points.
     pub series: Vec<Point>,
 }
@@ -205,6 +242,7 @@ pub fn simulate(
         mean_latency_ns: 0.0,
         p99_latency_ns: 0.0,
         max_resident: 0,
+        max_used: 0,
         series: Vec::with_capacity(windows.min(lookups as usize)),
     };
     let mut lat: Vec<f32> = Vec::with_capacity(lookups as usize);
@@ -254,6 +292,7 @@ pub fn simulate(
         r.requests += 1;
         r.bytes_requested += bytes;
         r.max_resident = r.max_resident.max(policy.len());
+        r.max_used = r.max_used.max(policy.used());
         total_ns += ns;
         lat.push(ns as f32);
         w_n += 1;
@@ -268,7 +307,7 @@ pub fn simulate(
         }
         if check {
             assert!(
-                policy.len() <= policy.capacity(),
+                policy.used() <= policy.capacity() && policy.len() <= policy.used(),
                 "{} over capacity",
                 policy.name()
             );
@@ -345,6 +384,10 @@ mod tests {
         }
         assert_eq!(CacheSize::FractionObjects(0.01).objects(48_974, 0), 489);
         assert_eq!(CacheSize::Bytes(8192).objects(10, 40_960), 2);
+        assert_eq!(CacheSize::Bytes(8192).bytes(40_960), 8192);
+        assert_eq!(CacheSize::FractionBytes(0.05).bytes(40_960), 2048);
+        assert_eq!(CacheSize::Bytes(1 << 40).bytes(40_960), 40_960);
+        assert_eq!(CacheSize::FractionObjects(0.05).bytes(40_960), 0);
         // Capped at the unique objects: no policy sees a capacity it cannot hold.
         assert_eq!(CacheSize::Objects(usize::MAX).objects(10, 40_960), 10);
         assert_eq!(CacheSize::Bytes(u64::MAX).objects(10, 40_960), 10);

@@ -287,7 +287,7 @@ fn demote(
 
 fn check_tiers(tiers: &[Box<dyn Policy>]) {
     for t in tiers {
-        assert!(t.len() <= t.capacity(), "{} over capacity", t.name());
+        assert!(t.used() <= t.capacity(), "{} over capacity", t.name());
         t.check_invariants();
     }
 }

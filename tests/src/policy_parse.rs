@@ -13,16 +13,20 @@
 //!   (ARC extents up to 2^24 blocks, CacheLib `op_count` up to 10^6) only see
 //!   the first lines ([`EXPANDING_LINES`]) so one input stays within memory.
 //! - [`run_policy`]: a small interpreter driving one [`Policy`] with accesses,
-//!   removes and resizes; after each op the cache holds at most `capacity`
-//!   objects, evicted objects are gone, a hit was a resident object, and the
+//!   removes and resizes, over an object capacity or a byte budget
+//!   (`ByteBudget`); after each op the cache holds at most `capacity` objects
+//!   (or bytes), evicted objects are gone, a hit was a resident object, and the
 //!   policy's own `check_invariants` hold.
 //!
 //! # Policy byte format
 //!
 //! ```text
-//! input := kind:u8 cap:u8 op*          kind % 12 picks the PolicyKind (`PolicyKind::ALL`), capacity 1 + cap % 32
-//! op    := code:u8 arg:u8              code % 8: 0..=3 read, 4 write, 5 delete of object arg % 48,
-//!                                      6 remove object arg % 48, 7 resize to 1 + arg % 40
+//! input := kind:u8 cap:u8 op*          (kind & 0x7f) % 12 picks the PolicyKind (`PolicyKind::ALL`);
+//!                                      kind & 0x80: a byte budget, unit u = 97 bytes, else u = 1 object;
+//!                                      capacity 1 + (cap % 32) * u
+//! op    := code:u8 arg:u8              code % 8: 0..=3 read, 4 write, 5 delete of object arg % 48
+//!                                      (size 1 + 7 * arg bytes), 6 remove object arg % 48,
+//!                                      7 resize to 1 + (arg % 40) * u
 //! ```
 //!
 //! Accesses carry correct `next_access` times (for Belady).
@@ -170,10 +174,20 @@ pub fn parse_all(data: &[u8]) {
 /// Drive one policy with the ops in `data`; panics if it breaks a rule.
 pub fn run_policy(data: &[u8]) {
     let [kind, cap, rest @ ..] = data else { return };
-    let kind = PolicyKind::ALL[usize::from(*kind) % PolicyKind::ALL.len()];
-    let mut capacity = 1 + usize::from(*cap % 32);
-    let mut p = kind.build(capacity).expect("building a policy");
+    // The kind byte's top bit: a byte budget (object sizes 1..1786) instead
+    // of an object capacity.
+    let bytes = *kind & 0x80 != 0;
+    let kind = PolicyKind::ALL[usize::from(*kind & 0x7f) % PolicyKind::ALL.len()];
+    let unit = if bytes { 97 } else { 1 };
+    let mut capacity = 1 + usize::from(*cap % 32) * unit;
+    let mut p = if bytes {
+        kind.build_bytes(capacity as u64, 48)
+    } else {
+        kind.build(capacity)
+    }
+    .expect("building a policy");
     assert!(kind.build(0).is_err(), "{kind:?} with capacity 0");
+    assert!(kind.build_bytes(0, 48).is_err(), "{kind:?} with 0 bytes");
     // Decode first so each access knows its next access (Belady needs it).
     let ops: Vec<(u8, u64)> = rest
         .chunks_exact(2)
@@ -220,7 +234,7 @@ pub fn run_policy(data: &[u8]) {
                 assert!(!p.contains(id), "{kind:?}: {id} resident after remove");
             }
             _ => {
-                capacity = 1 + (arg as usize) % 40;
+                capacity = 1 + (arg as usize) % 40 * unit;
                 p.resize(capacity, &mut evicted);
                 assert_eq!(p.capacity(), capacity, "{kind:?}: resize");
             }
@@ -229,9 +243,10 @@ pub fn run_policy(data: &[u8]) {
             assert!(!p.contains(e), "{kind:?}: evicted {e} still resident");
         }
         assert!(
-            p.len() <= p.capacity(),
-            "{kind:?}: {} objects in a cache of {}",
+            p.len() <= p.used() && p.used() <= p.capacity(),
+            "{kind:?}: {} objects using {} of a cache of {}",
             p.len(),
+            p.used(),
             p.capacity()
         );
         p.check_invariants();

@@ -3,8 +3,8 @@
 //! Every policy manages one fast tier of `capacity` objects in front of a
 //! backing tier that holds everything. Each request is a lookup; on a miss the
 //! policy decides whether to admit the object and which resident objects to
-//! evict (demote) to make room. Sizes are in objects, as in BASELINES.md:
-//! the simulator turns a byte or fraction budget into an object count.
+//! evict (demote) to make room. Capacities are in objects, as in
+//! BASELINES.md; [`ByteBudget`] runs any of them over a tier sized in bytes.
 //!
 //! Each policy follows its paper; the module of each cites it and lists the
 //! parameters. Belady needs [`Request::next_access`](crate::Request) filled
@@ -14,6 +14,7 @@ pub mod list;
 
 mod arc;
 mod belady;
+mod bytes;
 mod clock;
 mod ensemble;
 mod lfu;
@@ -26,6 +27,7 @@ mod twoq;
 
 pub use arc::Arc;
 pub use belady::Belady;
+pub use bytes::ByteBudget;
 pub use clock::Clock;
 pub use ensemble::{Ensemble, EnsembleConfig};
 pub use lfu::Lfu;
@@ -74,14 +76,19 @@ impl Outcome {
 /// and the demoted ids.
 ///
 /// Contract, checked by the simulator's tests for every implementation:
-/// after any call `len() <= capacity()`; `contains(id)` is true exactly for
+/// after any call `used() <= capacity()`; `contains(id)` is true exactly for
 /// the objects admitted and not yet evicted or removed; every object that
 /// leaves the tier because of an `access` is pushed to `evicted` once.
 pub trait Policy {
     /// Short name, as in the result tables.
     fn name(&self) -> &'static str;
-    /// Capacity in objects (at least 1).
+    /// Capacity in the policy's unit (at least 1): objects, or bytes for a
+    /// [`ByteBudget`].
     fn capacity(&self) -> usize;
+    /// Units in use now: the residents, or their bytes for a [`ByteBudget`].
+    fn used(&self) -> usize {
+        self.len()
+    }
     /// Objects resident now.
     fn len(&self) -> usize;
     /// True when nothing is resident.
@@ -93,7 +100,7 @@ pub trait Policy {
     /// Process one request: a lookup, and on a miss a placement decision.
     /// Objects evicted to make room are appended to `evicted`.
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome;
-    /// Tier pressure (or relief): the tier now holds `capacity` objects
+    /// Tier pressure (or relief): the tier now holds `capacity` units
     /// (at least 1). Objects demoted to fit are appended to `evicted`.
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>);
     /// The object was deleted by its owner: forget it (ghost history may
@@ -190,6 +197,19 @@ impl PolicyKind {
                 names.join(", ")
             ))
         })
+    }
+
+    /// Build this policy over a tier of `bytes` bytes ([`ByteBudget`]); it is
+    /// never told it may hold more than `max_objects` objects.
+    pub fn build_bytes(self, bytes: u64, max_objects: usize) -> Result<Box<dyn Policy>> {
+        if bytes == 0 {
+            return Err(Error::Config("capacity must be at least one byte".into()));
+        }
+        Ok(Box::new(ByteBudget::new(
+            self.build(1)?,
+            bytes,
+            max_objects,
+        )))
     }
 
     /// Build this policy with room for `capacity` objects.
