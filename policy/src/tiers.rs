@@ -142,7 +142,7 @@ pub fn simulate_tiers(
         meta.insert(req.id, (req.size, req.next_access));
         let bytes = u64::from(req.size);
         let write = req.op == Op::Write;
-        let found = tiers.iter().position(|t| t.contains(req.id));
+        let mut found = tiers.iter().position(|t| t.contains(req.id));
         let mut ns;
         // Tiers faster than the one that served the request, offered the object.
         let above = match found {
@@ -161,7 +161,10 @@ pub fn simulate_tiers(
         if found == Some(0) {
             evicted.clear();
             tiers[0].access(req, &mut evicted);
-            debug_assert!(evicted.is_empty(), "a hit evicts nothing");
+            // Only a byte budget demotes on a hit: the object grew.
+            demote(
+                tiers, costs, backing, 0, &evicted, &meta, &mut dirty, &mut r,
+            );
         } else {
             for j in 0..above {
                 evicted.clear();
@@ -180,6 +183,12 @@ pub fn simulate_tiers(
                 if placed.is_some() {
                     break;
                 }
+                // A tier that bypassed the object can still have demoted others
+                // (under a byte budget), and their cascade can move the object
+                // down or out of the managed tiers.
+                if found.is_some() {
+                    found = tiers.iter().position(|t| t.contains(req.id));
+                }
             }
         }
         match (placed, found) {
@@ -193,11 +202,15 @@ pub fn simulate_tiers(
                 // Nobody above took it: the serving tier saw a hit.
                 evicted.clear();
                 tiers[k].access(req, &mut evicted);
-                debug_assert!(evicted.is_empty(), "a hit evicts nothing");
+                demote(
+                    tiers, costs, backing, k, &evicted, &meta, &mut dirty, &mut r,
+                );
             }
             _ => {}
         }
-        if write && (placed.is_some() || found.is_some()) {
+        // Still in a managed tier (under a byte budget a hit that grew, or a
+        // demotion cascade, may have pushed it past the last one).
+        if write && tiers.iter().any(|t| t.contains(req.id)) {
             dirty.insert(req.id, ());
         }
         r.requests += 1;

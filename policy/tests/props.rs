@@ -131,6 +131,28 @@ proptest! {
             prop_assert!(tiers[0].len() <= caps.0 && tiers[1].len() <= caps.1);
         }
     }
+
+    /// The same conservation with both tiers under byte budgets, objects of
+    /// 1..10,000 bytes whose size changes between requests.
+    #[test]
+    fn tiered_replay_under_byte_budgets_conserves_objects(
+        reqs in requests(60, 400, true),
+        caps in (1u64..20_000, 1u64..60_000),
+    ) {
+        let costs = [TierCost::DEVICE, TierCost::DRAM];
+        for kind in PolicyKind::ALL {
+            let mut tiers = vec![
+                kind.build_bytes(caps.0, 60).unwrap(),
+                kind.build_bytes(caps.1, 60).unwrap(),
+            ];
+            let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &reqs, true);
+            let lookups = reqs.iter().filter(|q| q.op != Op::Delete).count() as u64;
+            prop_assert_eq!(r.hits.iter().sum::<u64>() + r.backing_hits, lookups);
+            let resident = (tiers[0].len() + tiers[1].len()) as u64;
+            prop_assert_eq!(resident, r.from_backing - r.dropped - r.removed, "{}", kind.name());
+            prop_assert!(tiers[0].used() as u64 <= caps.0 && tiers[1].used() as u64 <= caps.1);
+        }
+    }
 }
 
 proptest! {
