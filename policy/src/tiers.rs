@@ -36,7 +36,8 @@ use crate::types::{IdMap, ObjectId, Op, Request};
 pub struct TieredResult {
     /// Policy name (of tier 0; every tier runs its own instance).
     pub policy: String,
-    /// Capacity of each managed tier, fastest first, in objects.
+    /// Capacity of each managed tier, fastest first: objects, or bytes for a
+    /// tier under a byte budget.
     pub capacities: Vec<usize>,
     /// Lookups (deletes excluded).
     pub requests: u64,

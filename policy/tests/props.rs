@@ -273,3 +273,58 @@ fn belady_is_not_beaten_around_a_delete() {
     assert_eq!(hits(PolicyKind::Lru), 1);
     assert_eq!(hits(PolicyKind::Belady), 1);
 }
+
+/// Under a byte budget, an object that outgrows the whole tier, or a budget
+/// cut below one object's size, takes out that object, not every smaller
+/// resident the policy would demote before it.
+#[test]
+fn an_object_bigger_than_the_tier_leaves_alone() {
+    for kind in PolicyKind::ALL {
+        let mut p = kind.build_bytes(100, 100).unwrap();
+        let mut evicted = Vec::new();
+        for id in 0..10 {
+            p.access(&Request::read(id, id, 10), &mut evicted);
+        }
+        assert!(
+            evicted.is_empty(),
+            "{}: ten 10-byte objects fit",
+            kind.name()
+        );
+        let out = p.access(&Request::read(10, 9, 1000), &mut evicted);
+        assert!(!out.hit && !out.admitted, "{}: {out:?}", kind.name());
+        assert_eq!(evicted, [9], "{}", kind.name());
+        assert_eq!((p.len(), p.used()), (9, 90), "{}", kind.name());
+
+        let mut p = kind.build_bytes(100, 100).unwrap();
+        evicted.clear();
+        for (id, size) in [(1, 10), (2, 10), (3, 60)] {
+            p.access(&Request::read(id, id, size), &mut evicted);
+        }
+        p.resize(50, &mut evicted);
+        assert_eq!(evicted, [3], "{}", kind.name());
+        assert_eq!((p.len(), p.used()), (2, 20), "{}", kind.name());
+    }
+}
+
+/// Three tiers under byte budgets: a tier-0 hit that grows demotes what it
+/// pushes out to the next tier instead of losing it.
+#[test]
+fn a_growing_hit_demotes_to_the_next_tier() {
+    let mut reqs: Vec<Request> = (0..10)
+        .map(|id| Request {
+            op: Op::Write,
+            ..Request::read(id, id, 10)
+        })
+        .collect();
+    reqs.push(Request::read(10, 9, 95));
+    let mut tiers = vec![
+        PolicyKind::Lru.build_bytes(100, 100).unwrap(),
+        PolicyKind::Lru.build_bytes(1000, 100).unwrap(),
+    ];
+    let costs = [TierCost::DEVICE, TierCost::DRAM];
+    let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &reqs, true);
+    assert_eq!(r.hits[0], 1);
+    assert_eq!((tiers[0].len(), tiers[1].len()), (1, 9));
+    assert_eq!((r.demotions, r.dropped, r.writebacks), (9, 0, 0));
+    assert!(tiers[0].contains(9));
+}

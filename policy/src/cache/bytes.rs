@@ -13,12 +13,17 @@
 //!   object budget itself: a byte budget of `n` over unit-size objects makes
 //!   the same decisions as an object capacity of `n` (a test checks it for
 //!   every policy).
-//! - A miss that does not fit: the capacity becomes the residents, so the
-//!   policy demotes its own victim to admit (or bypasses, if its placement
-//!   decision says so); then `resize` to one object fewer demotes one more
-//!   victim at a time until the bytes fit.
+//! - A miss that does not fit: `resize` to one object fewer demotes victims
+//!   in the policy's order until the shortfall is at most the residents'
+//!   mean size; then the capacity becomes the residents, so the policy
+//!   demotes its own last victim knowing the newcomer (or bypasses it, if its
+//!   placement decision says so); if the bytes still do not fit, more
+//!   victims go one at a time.
 //! - An object bigger than the whole budget is never admitted (a bypass; the
-//!   policy does not see it).
+//!   policy does not see it). A resident that grows past the whole budget,
+//!   or a budget cut below a resident's size, takes that object out first
+//!   (by `Policy::remove`, so the policy forgets it as if deleted), before
+//!   any smaller one.
 //! - A hit whose size changed (a SET that grew a value) demotes as a miss
 //!   that does not fit does; if the object itself is demoted, the request
 //!   is reported as a bypass (its old copy is in the evicted list).
@@ -106,12 +111,15 @@ impl ByteBudget {
             assert!(n > 0, "bytes in use with no resident");
             if n == 1 {
                 // A policy holds at least one object; the last one, bigger than
-                // the budget on its own (grown, or the budget shrank), goes
-                // by hand.
+                // the budget on its own, goes by hand.
                 let id = *self.sizes.keys().next().expect("one resident");
-                assert!(self.inner.remove(id), "{id} sized but not resident");
-                self.scratch.push(id);
-                gone |= self.take_evicted(newcomer, evicted);
+                gone |= Some(id) == newcomer;
+                if Some(id) == newcomer {
+                    assert!(self.inner.remove(id), "{id} sized but not resident");
+                    self.used -= u64::from(self.sizes.remove(&id).unwrap_or(0));
+                } else {
+                    self.drop_resident(id, evicted);
+                }
                 continue;
             }
             self.inner.resize(n - 1, &mut self.scratch);
@@ -123,6 +131,16 @@ impl ByteBudget {
             gone |= self.take_evicted(newcomer, evicted);
         }
         gone
+    }
+
+    /// Take resident `id` out by hand (`Policy::remove`: the policy forgets
+    /// it as if deleted, so no ghost entry remembers it) and report it demoted.
+    fn drop_resident(&mut self, id: ObjectId, evicted: &mut Vec<ObjectId>) {
+        assert!(self.inner.remove(id), "{id} sized but not resident");
+        if let Some(w) = self.sizes.remove(&id) {
+            self.used -= u64::from(w);
+        }
+        evicted.push(id);
     }
 
     /// Tell the inner policy it may hold `target` objects.
@@ -155,6 +173,11 @@ impl Policy for ByteBudget {
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
         let w = u64::from(req.size.max(1));
         if let Some(&old) = self.sizes.get(&req.id) {
+            if w > self.cap {
+                // Grown past the whole tier: it goes, not the others first.
+                self.drop_resident(req.id, evicted);
+                return Outcome::BYPASS;
+            }
             let out = self.inner.access(req, &mut self.scratch);
             self.take_evicted(None, evicted);
             if u64::from(old) != w {
@@ -171,6 +194,20 @@ impl Policy for ByteBudget {
         }
         if w > self.cap {
             return Outcome::BYPASS;
+        }
+        // Make room beforehand for all but about one average resident: the
+        // policy then picks the last victim itself, knowing the newcomer (its
+        // admission decision, ARC's ghost lists, Belady's bypass), and the
+        // newcomer is rarely demoted by the demotions that follow its own
+        // admission. With unit sizes this never demotes.
+        while self.used + w > self.cap && self.inner.len() > 1 {
+            let n = self.inner.len();
+            let deficit = self.used + w - self.cap;
+            if deficit.saturating_mul(n as u64) <= self.used {
+                break;
+            }
+            self.inner.resize(n - 1, &mut self.scratch);
+            self.take_evicted(None, evicted);
         }
         let len = self.inner.len();
         let room = self.cap - self.used;
@@ -194,6 +231,20 @@ impl Policy for ByteBudget {
     }
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
         self.cap = (capacity as u64).max(1);
+        if self.used > self.cap {
+            // Residents bigger than the whole tier go first, not after every
+            // smaller one the policy would demote before them.
+            let cap = self.cap;
+            let big: Vec<ObjectId> = self
+                .sizes
+                .iter()
+                .filter(|&(_, &w)| u64::from(w) > cap)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in big {
+                self.drop_resident(id, evicted);
+            }
+        }
         self.shrink(None, evicted);
     }
     fn remove(&mut self, id: ObjectId) -> bool {
