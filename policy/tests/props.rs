@@ -250,6 +250,22 @@ fn a_byte_budget_over_unit_sizes_is_the_object_capacity() {
                 kind.name()
             );
         }
+        // Budget changes, down and up, between requests: the same demotions.
+        let mut a = kind.build(40).unwrap();
+        let mut b = kind.build_bytes(40, 3_000).unwrap();
+        let (mut ea, mut eb) = (Vec::new(), Vec::new());
+        for (i, r) in reqs.iter().take(6_000).enumerate() {
+            if i % 500 == 250 {
+                let c = [10, 60, 25, 90, 5, 45][(i / 500) % 6];
+                a.resize(c, &mut ea);
+                b.resize(c, &mut eb);
+                assert_eq!(ea, eb, "{} resize to {c} at {i}", kind.name());
+            }
+            let (oa, ob) = (a.access(r, &mut ea), b.access(r, &mut eb));
+            assert_eq!((oa, &ea), (ob, &eb), "{} at request {i}", kind.name());
+            ea.clear();
+            eb.clear();
+        }
     }
 }
 

@@ -244,8 +244,36 @@ impl Policy for ByteBudget {
             for id in big {
                 self.drop_resident(id, evicted);
             }
+            // Demote in as few `resize` calls as the sizes allow (the policies
+            // recompute capacity-relative state at each): at least the excess
+            // over the largest resident's size, so never more than needed;
+            // over unit sizes one call, as an object capacity would make.
+            let largest = self
+                .sizes
+                .values()
+                .map(|&w| u64::from(w))
+                .max()
+                .unwrap_or(1);
+            while self.used > self.cap && self.inner.len() > 1 {
+                let n = self.inner.len();
+                let k = (self.used - self.cap)
+                    .div_ceil(largest)
+                    .clamp(1, n as u64 - 1);
+                self.inner.resize(n - k as usize, &mut self.scratch);
+                self.take_evicted(None, evicted);
+            }
         }
         self.shrink(None, evicted);
+        // Tell the policy its new size now, not at the next miss: the free
+        // bytes in objects of the residents' mean size.
+        let len = self.inner.len();
+        let per = if len > 0 {
+            (self.used / len as u64).max(1)
+        } else {
+            1
+        };
+        let fit = usize::try_from((self.cap - self.used) / per).unwrap_or(usize::MAX);
+        self.set_objects(len.saturating_add(fit), evicted);
     }
     fn remove(&mut self, id: ObjectId) -> bool {
         if !self.inner.remove(id) {
