@@ -115,7 +115,8 @@ impl ByteBudget {
                 let id = *self.sizes.keys().next().expect("one resident");
                 gone |= Some(id) == newcomer;
                 if Some(id) == newcomer {
-                    assert!(self.inner.remove(id), "{id} sized but not resident");
+                    let removed = self.inner.remove(id);
+                    assert!(removed, "{id} sized but not resident");
                     self.used -= u64::from(self.sizes.remove(&id).unwrap_or(0));
                 } else {
                     self.drop_resident(id, evicted);
@@ -136,7 +137,8 @@ impl ByteBudget {
     /// Take resident `id` out by hand (`Policy::remove`: the policy forgets
     /// it as if deleted, so no ghost entry remembers it) and report it demoted.
     fn drop_resident(&mut self, id: ObjectId, evicted: &mut Vec<ObjectId>) {
-        assert!(self.inner.remove(id), "{id} sized but not resident");
+        let removed = self.inner.remove(id);
+        assert!(removed, "{id} sized but not resident");
         if let Some(w) = self.sizes.remove(&id) {
             self.used -= u64::from(w);
         }
