@@ -324,20 +324,32 @@ mod tests {
     #[test]
     fn one_tier_is_the_two_level_simulator() {
         let t = with_writes(workload::zipf(3000, 0.9, 40_000, 3));
+        // The same ids with sizes of 1..4096 bytes, fixed per id.
+        let mut sized = t.clone();
+        for r in &mut sized {
+            r.size = 1 + (r.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as u32;
+        }
         let cost = CostModel::default();
-        for kind in PolicyKind::ALL {
-            let two = simulate(kind.build(150).unwrap().as_mut(), &t, &cost, 0, false);
-            let mut one = vec![kind.build(150).unwrap()];
-            let tiered = simulate_tiers(&mut one, &[cost.fast], &cost.backing, &t, false);
-            assert_eq!(tiered.hits[0], two.hits, "{}", kind.name());
-            assert_eq!(tiered.backing_hits, two.backing_hits);
-            assert_eq!(tiered.promotions, two.admitted);
-            assert_eq!(tiered.dropped, two.evictions);
-            assert_eq!(tiered.writebacks, two.writebacks, "{}", kind.name());
-            assert_eq!(tiered.bytes_written_back, two.bytes_written_back);
-            assert!((tiered.background_ns - two.writeback_ns).abs() < 1e-3);
-            assert!((tiered.mean_latency_ns - two.mean_latency_ns).abs() < 1e-6);
-            assert!((tiered.p99_latency_ns - two.p99_latency_ns).abs() < 1e-3);
+        type Build = fn(PolicyKind) -> Box<dyn Policy>;
+        let cases: [(&[Request], Build); 2] = [
+            (&t, |k| k.build(150).unwrap()),
+            (&sized, |k| k.build_bytes(150 * 2048, 3000).unwrap()),
+        ];
+        for (t, build) in cases {
+            for kind in PolicyKind::ALL {
+                let two = simulate(build(kind).as_mut(), t, &cost, 0, false);
+                let mut one = vec![build(kind)];
+                let tiered = simulate_tiers(&mut one, &[cost.fast], &cost.backing, t, false);
+                assert_eq!(tiered.hits[0], two.hits, "{}", kind.name());
+                assert_eq!(tiered.backing_hits, two.backing_hits);
+                assert_eq!(tiered.promotions, two.admitted);
+                assert_eq!(tiered.dropped, two.evictions);
+                assert_eq!(tiered.writebacks, two.writebacks, "{}", kind.name());
+                assert_eq!(tiered.bytes_written_back, two.bytes_written_back);
+                assert!((tiered.background_ns - two.writeback_ns).abs() < 1e-3);
+                assert!((tiered.mean_latency_ns - two.mean_latency_ns).abs() < 1e-6);
+                assert!((tiered.p99_latency_ns - two.p99_latency_ns).abs() < 1e-3);
+            }
         }
     }
 
