@@ -144,8 +144,9 @@ impl Central {
         self.push_head(s, idx);
     }
 
-    /// Claim up to `out.len()` free slots, lowest first from a slab chosen by list
-    /// order, starting at a word picked with `rng`. When no slab has free slots it
+    /// Claim up to `out.len()` free slots from a slab chosen by list order: free
+    /// slots below the slab's frontier first, lowest first from a word of that
+    /// part picked with `rng`, then fresh ones from the frontier up. When no slab has free slots it
     /// calls `grow(index)` to commit slab `nslabs` (false: the region is full or the
     /// OS refused) and adds it. Returns how many slots were written to `out`.
     pub fn claim(
@@ -183,30 +184,61 @@ impl Central {
         if free == s.nslots && !decommitted {
             self.empty -= 1;
         }
-        // Start in the touched part of the slab (or just past it) so RSS stays compact
-        // while the starting point still varies.
-        let span = ((frontier as usize) / 64 + 1).min(s.words);
-        let start = (rng % span as u64) as usize;
+        // Free slots the program touched before come first, from a random word
+        // of the touched part; fresh slots (at and above the frontier) only when
+        // no touched one is free. Reaching past the frontier while touched slots
+        // were free made every class's slabs creep towards fully touched: with
+        // ~40 classes, two arenas and 1 MiB slabs, megabytes of RSS over a
+        // small live set (xmalloc's peak RSS swung 1.2-2.3x glibc's).
+        let fw = frontier as usize / 64;
+        let fbit = frontier % 64;
+        // Words holding a touched slot; the last one may be partly fresh.
+        let touched_words = (frontier as usize).div_ceil(64).min(s.words);
+        let fresh_free = s.nslots.saturating_sub(frontier);
         let mut got = 0;
         let mut new_frontier = frontier;
-        for k in 0..s.words {
+        let mut take =
+            |word: &mut u64, wi: usize, mask: u64, out: &mut [Claimed], got: &mut usize| {
+                let mut avail = *word & mask;
+                while avail != 0 && *got < out.len() {
+                    let b = avail.trailing_zeros();
+                    avail &= avail - 1;
+                    *word &= !(1u64 << b);
+                    let slot = (wi * 64) as u32 + b;
+                    out[*got] = Claimed {
+                        slab: idx,
+                        slot,
+                        fresh: slot >= frontier,
+                    };
+                    new_frontier = new_frontier.max(slot + 1);
+                    *got += 1;
+                }
+            };
+        if free > fresh_free && touched_words > 0 {
+            let start = (rng % touched_words as u64) as usize;
+            for k in 0..touched_words {
+                if got == out.len() {
+                    break;
+                }
+                let wi = (start + k) % touched_words;
+                let mask = if wi == fw && fbit != 0 {
+                    (1u64 << fbit) - 1
+                } else {
+                    !0
+                };
+                take(&mut s.bits[base + wi], wi, mask, out, &mut got);
+            }
+        }
+        for wi in fw..s.words {
             if got == out.len() {
                 break;
             }
-            let wi = (start + k) % s.words;
-            let word = &mut s.bits[base + wi];
-            while *word != 0 && got < out.len() {
-                let b = word.trailing_zeros();
-                *word &= *word - 1;
-                let slot = (wi * 64) as u32 + b;
-                out[got] = Claimed {
-                    slab: idx,
-                    slot,
-                    fresh: slot >= frontier,
-                };
-                new_frontier = new_frontier.max(slot + 1);
-                got += 1;
-            }
+            let mask = if wi == fw && fbit != 0 {
+                !((1u64 << fbit) - 1)
+            } else {
+                !0
+            };
+            take(&mut s.bits[base + wi], wi, mask, out, &mut got);
         }
         let m = &mut s.meta[idx as usize];
         m.free -= got as u32;
@@ -423,6 +455,35 @@ mod tests {
                 words: self.words,
                 nslots: self.nslots,
             }
+        }
+    }
+
+    /// RSS stays compact: slots released below the frontier are claimed again
+    /// before any fresh slot past it, wherever the random start word falls.
+    #[test]
+    fn released_slots_go_out_before_fresh_ones() {
+        for rng in [0u64, 1, 2, 3, 77, u64::MAX] {
+            let mut o = Owned::new(1, 1000);
+            let mut c = Central::new();
+            let mut out = [Claimed {
+                slab: 0,
+                slot: 0,
+                fresh: false,
+            }; 200];
+            assert_eq!(c.claim(&mut o.view(), &mut out, rng, |_| true), 200);
+            let firsts: Vec<u32> = out.iter().map(|cl| cl.slot).collect();
+            for &slot in firsts.iter().step_by(20) {
+                c.release(&mut o.view(), 0, slot, 1).unwrap();
+            }
+            let mut again = [out[0]; 16];
+            assert_eq!(c.claim(&mut o.view(), &mut again, rng, |_| false), 16);
+            let (reused, fresh): (Vec<Claimed>, Vec<Claimed>) =
+                again.iter().partition(|cl| !cl.fresh);
+            assert_eq!(reused.len(), 10, "rng {rng}: every released slot first");
+            assert!(reused.iter().all(|cl| cl.slot < 200));
+            let fresh: Vec<u32> = fresh.iter().map(|cl| cl.slot).collect();
+            assert_eq!(fresh, (200..206).collect::<Vec<u32>>(), "rng {rng}");
+            c.check_invariants(&o.view()).unwrap();
         }
     }
 
