@@ -84,7 +84,7 @@ impl CacheSize {
 
     /// Whether this is a byte budget (`64MiB`, `5%B`).
     pub fn in_bytes(self) -> bool {
-        matches!(self, CacheSize::Bytes(_) | CacheSize::FractionBytes(_))
+        self.bytes(0).is_some()
     }
 
     /// Object capacity for a trace with `unique` objects. Fractions round
@@ -101,22 +101,23 @@ impl CacheSize {
             CacheSize::Objects(n) => n,
             CacheSize::FractionObjects(f) => (unique as f64 * f).floor() as usize,
             CacheSize::Bytes(_) | CacheSize::FractionBytes(_) => {
-                (self.bytes(unique_bytes) as f64 / mean.max(1.0)).floor() as usize
+                let b = self.bytes(unique_bytes).unwrap_or(0);
+                (b as f64 / mean.max(1.0)).floor() as usize
             }
         };
         n.clamp(1, unique.max(1))
     }
 
     /// Byte budget for a trace of `unique_bytes` unique bytes, capped there (a
-    /// bigger tier holds the same objects); at least 1. For an object size,
-    /// 0 (not a byte budget).
-    pub fn bytes(self, unique_bytes: u64) -> u64 {
+    /// bigger tier holds the same objects); at least 1. None for an object
+    /// size.
+    pub fn bytes(self, unique_bytes: u64) -> Option<u64> {
         let b = match self {
             CacheSize::Bytes(b) => b,
             CacheSize::FractionBytes(f) => (unique_bytes as f64 * f).floor() as u64,
-            CacheSize::Objects(_) | CacheSize::FractionObjects(_) => return 0,
+            CacheSize::Objects(_) | CacheSize::FractionObjects(_) => return None,
         };
-        b.clamp(1, unique_bytes.max(1))
+        Some(b.clamp(1, unique_bytes.max(1)))
     }
 
     /// `kind` sized for a trace of `unique` objects and `unique_bytes` bytes:
@@ -128,10 +129,9 @@ impl CacheSize {
         unique: usize,
         unique_bytes: u64,
     ) -> Result<Box<dyn Policy>> {
-        if self.in_bytes() {
-            kind.build_bytes(self.bytes(unique_bytes), unique)
-        } else {
-            kind.build(self.objects(unique, unique_bytes))
+        match self.bytes(unique_bytes) {
+            Some(b) => kind.build_bytes(b, unique),
+            None => kind.build(self.objects(unique, unique_bytes)),
         }
     }
 }
@@ -189,9 +189,6 @@ pub struct SimResult {
     pub p99_latency_ns: f64,
     /// Most objects ever resident at once.
     pub max_resident: usize,
-    /// Most of the capacity ever in use at once (objects, or bytes under a
-    /// byte budget): never above `capacity`.
-    pub max_used: usize,
     /// Time series, `windows` points.
     pub series: Vec<Point>,
 }
@@ -242,7 +239,6 @@ pub fn simulate(
         mean_latency_ns: 0.0,
         p99_latency_ns: 0.0,
         max_resident: 0,
-        max_used: 0,
         series: Vec::with_capacity(windows.min(lookups as usize)),
     };
     let mut lat: Vec<f32> = Vec::with_capacity(lookups as usize);
@@ -292,7 +288,6 @@ pub fn simulate(
         r.requests += 1;
         r.bytes_requested += bytes;
         r.max_resident = r.max_resident.max(policy.len());
-        r.max_used = r.max_used.max(policy.used());
         total_ns += ns;
         lat.push(ns as f32);
         w_n += 1;
@@ -384,10 +379,10 @@ mod tests {
         }
         assert_eq!(CacheSize::FractionObjects(0.01).objects(48_974, 0), 489);
         assert_eq!(CacheSize::Bytes(8192).objects(10, 40_960), 2);
-        assert_eq!(CacheSize::Bytes(8192).bytes(40_960), 8192);
-        assert_eq!(CacheSize::FractionBytes(0.05).bytes(40_960), 2048);
-        assert_eq!(CacheSize::Bytes(1 << 40).bytes(40_960), 40_960);
-        assert_eq!(CacheSize::FractionObjects(0.05).bytes(40_960), 0);
+        assert_eq!(CacheSize::Bytes(8192).bytes(40_960), Some(8192));
+        assert_eq!(CacheSize::FractionBytes(0.05).bytes(40_960), Some(2048));
+        assert_eq!(CacheSize::Bytes(1 << 40).bytes(40_960), Some(40_960));
+        assert_eq!(CacheSize::FractionObjects(0.05).bytes(40_960), None);
         // Capped at the unique objects: no policy sees a capacity it cannot hold.
         assert_eq!(CacheSize::Objects(usize::MAX).objects(10, 40_960), 10);
         assert_eq!(CacheSize::Bytes(u64::MAX).objects(10, 40_960), 10);

@@ -5,10 +5,11 @@
 //! every lookup is served once, and what entered the managed tiers is there
 //! or has left.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use engram_policy::{
-    CostModel, Op, PolicyKind, Request, TierCost, annotate_next_access, simulate, simulate_tiers,
+    CostModel, Op, Policy, PolicyKind, Request, TierCost, annotate_next_access, simulate,
+    simulate_tiers,
 };
 use proptest::prelude::*;
 
@@ -38,49 +39,12 @@ proptest! {
     #[test]
     fn resident_set_follows_decisions(
         reqs in requests(40, 400, true),
-        cap in 1usize..24,
-        resizes in prop::collection::vec((0usize..400, 1usize..24), 0..4),
+        cap in 1u64..24,
+        resizes in prop::collection::vec((0usize..400, 1u64..24), 0..4),
     ) {
         for kind in PolicyKind::ALL {
-            let mut p = kind.build(cap).unwrap();
-            let mut model: HashSet<u64> = HashSet::new();
-            let mut evicted = Vec::new();
-            let mut cap = cap;
-            for (step, r) in reqs.iter().enumerate() {
-                for &(_, new_cap) in resizes.iter().filter(|(at, _)| *at == step) {
-                    evicted.clear();
-                    p.resize(new_cap, &mut evicted);
-                    cap = new_cap;
-                    for e in &evicted {
-                        prop_assert!(model.remove(e), "{} resize evicted {} that was not resident", kind.name(), e);
-                    }
-                    prop_assert_eq!(p.capacity(), cap);
-                }
-                if r.op == Op::Delete {
-                    prop_assert_eq!(p.remove(r.id), model.remove(&r.id), "{} remove", kind.name());
-                } else {
-                    evicted.clear();
-                    let room = p.len() < cap;
-                    let out = p.access(r, &mut evicted);
-                    // A tier with room (after a delete or a resize up) takes the
-                    // newcomer without demoting anything.
-                    prop_assert!(!room || evicted.is_empty(), "{} evicted {:?} with room to spare", kind.name(), evicted);
-                    prop_assert_eq!(out.hit, model.contains(&r.id), "{} hit iff resident", kind.name());
-                    prop_assert!(!(out.hit && out.admitted));
-                    for e in &evicted {
-                        prop_assert!(model.remove(e), "{} evicted {} that was not resident", kind.name(), e);
-                    }
-                    if out.admitted {
-                        prop_assert!(model.insert(r.id));
-                    }
-                }
-                prop_assert!(p.len() <= cap, "{} over capacity", kind.name());
-                prop_assert_eq!(p.len(), model.len(), "{} len", kind.name());
-                for id in 0..40 {
-                    prop_assert_eq!(p.contains(id), model.contains(&id), "{} contains({})", kind.name(), id);
-                }
-                p.check_invariants();
-            }
+            let mut p = kind.build(cap as usize).unwrap();
+            follow_decisions(p.as_mut(), &reqs, cap, &resizes, |_| 1)?;
         }
     }
 
@@ -115,20 +79,9 @@ proptest! {
         reqs in requests(60, 600, true),
         caps in (1usize..8, 1usize..20),
     ) {
-        let costs = [TierCost::DEVICE, TierCost::DRAM];
         for kind in PolicyKind::ALL {
-            let mut tiers = vec![kind.build(caps.0).unwrap(), kind.build(caps.1).unwrap()];
-            let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &reqs, true);
-            let lookups = reqs.iter().filter(|q| q.op != Op::Delete).count() as u64;
-            prop_assert_eq!(r.requests, lookups);
-            prop_assert_eq!(r.hits.iter().sum::<u64>() + r.backing_hits, r.requests);
-            // Objects enter the managed tiers only from the backing tier and
-            // leave them only by a drop or a delete; moves between them
-            // (promotions from tier 1, demotions) change nothing.
-            let resident = (tiers[0].len() + tiers[1].len()) as u64;
-            prop_assert_eq!(resident, r.from_backing - r.dropped - r.removed, "{}", kind.name());
-            prop_assert!(r.from_backing <= r.backing_hits);
-            prop_assert!(tiers[0].len() <= caps.0 && tiers[1].len() <= caps.1);
+            let tiers = vec![kind.build(caps.0).unwrap(), kind.build(caps.1).unwrap()];
+            conserves_objects(tiers, &reqs)?;
         }
     }
 
@@ -139,18 +92,12 @@ proptest! {
         reqs in requests(60, 400, true),
         caps in (1u64..20_000, 1u64..60_000),
     ) {
-        let costs = [TierCost::DEVICE, TierCost::DRAM];
         for kind in PolicyKind::ALL {
-            let mut tiers = vec![
+            let tiers = vec![
                 kind.build_bytes(caps.0, 60).unwrap(),
                 kind.build_bytes(caps.1, 60).unwrap(),
             ];
-            let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &reqs, true);
-            let lookups = reqs.iter().filter(|q| q.op != Op::Delete).count() as u64;
-            prop_assert_eq!(r.hits.iter().sum::<u64>() + r.backing_hits, lookups);
-            let resident = (tiers[0].len() + tiers[1].len()) as u64;
-            prop_assert_eq!(resident, r.from_backing - r.dropped - r.removed, "{}", kind.name());
-            prop_assert!(tiers[0].used() as u64 <= caps.0 && tiers[1].used() as u64 <= caps.1);
+            conserves_objects(tiers, &reqs)?;
         }
     }
 }
@@ -158,11 +105,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Under a byte budget, for objects of many sizes (the same id with
-    /// another size now and then, as a SET that grows a value): the residents'
-    /// bytes never exceed the budget, the resident set and its bytes are what
-    /// the decisions imply, nothing is demoted while the newcomer fits in the
-    /// free bytes, and an object bigger than the budget is never admitted.
+    /// The same under a byte budget, for objects of many sizes (the same id
+    /// with another size now and then, as a SET that grows a value).
     #[test]
     fn a_byte_budget_is_never_exceeded(
         reqs in requests(40, 300, true),
@@ -171,55 +115,130 @@ proptest! {
     ) {
         for kind in PolicyKind::ALL {
             let mut p = kind.build_bytes(bytes, 40).unwrap();
-            let mut model: HashMap<u64, u64> = HashMap::new();
-            let mut evicted = Vec::new();
-            let mut cap = bytes;
-            let name = kind.name();
-            for (step, r) in reqs.iter().enumerate() {
-                for &(_, new_cap) in resizes.iter().filter(|(at, _)| *at == step) {
-                    evicted.clear();
-                    p.resize(new_cap as usize, &mut evicted);
-                    cap = new_cap;
-                    for e in &evicted {
-                        prop_assert!(model.remove(e).is_some(), "{} resize evicted {} that was not resident", name, e);
-                    }
-                }
-                if r.op == Op::Delete {
-                    prop_assert_eq!(p.remove(r.id), model.remove(&r.id).is_some(), "{} remove", name);
-                } else {
-                    evicted.clear();
-                    let was = model.contains_key(&r.id);
-                    let used: u64 = model.values().sum();
-                    let fits = !was && used + u64::from(r.size) <= cap;
-                    let out = p.access(r, &mut evicted);
-                    prop_assert!(!fits || evicted.is_empty(), "{} evicted {:?} with room for the newcomer", name, evicted);
-                    prop_assert!(!out.hit || was, "{} hit on a non-resident", name);
-                    prop_assert!(!(out.hit && out.admitted));
-                    for e in &evicted {
-                        prop_assert!(model.remove(e).is_some(), "{} evicted {} that was not resident", name, e);
-                    }
-                    if out.hit {
-                        model.insert(r.id, u64::from(r.size));
-                    } else if was {
-                        // A hit grown past what fits: demoted, a bypass.
-                        prop_assert!(evicted.contains(&r.id), "{} lost resident {}", name, r.id);
-                    }
-                    if out.admitted {
-                        prop_assert!(u64::from(r.size) <= cap, "{} admitted {} bytes into {}", name, r.size, cap);
-                        prop_assert!(model.insert(r.id, u64::from(r.size)).is_none());
-                    }
-                }
-                let used: u64 = model.values().sum();
-                prop_assert!(used <= cap, "{} holds {} bytes in {}", name, used, cap);
-                prop_assert_eq!(p.used() as u64, used, "{} bytes in use", name);
-                prop_assert_eq!(p.len(), model.len(), "{} len", name);
-                for id in 0..40 {
-                    prop_assert_eq!(p.contains(id), model.contains_key(&id), "{} contains({})", name, id);
-                }
-                p.check_invariants();
-            }
+            follow_decisions(p.as_mut(), &reqs, bytes, &resizes, |r| u64::from(r.size))?;
         }
     }
+}
+
+/// Replay `reqs` through two tiers over an SSD, checking invariants at every
+/// step: every lookup is served once, and objects enter the managed tiers
+/// only from the backing tier and leave them only by a drop or a delete
+/// (moves between them, promotions and demotions, change nothing).
+fn conserves_objects(
+    mut tiers: Vec<Box<dyn Policy>>,
+    reqs: &[Request],
+) -> Result<(), TestCaseError> {
+    let costs = [TierCost::DEVICE, TierCost::DRAM];
+    let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, reqs, true);
+    let lookups = reqs.iter().filter(|q| q.op != Op::Delete).count() as u64;
+    prop_assert_eq!(r.requests, lookups);
+    prop_assert_eq!(r.hits.iter().sum::<u64>() + r.backing_hits, r.requests);
+    let resident = (tiers[0].len() + tiers[1].len()) as u64;
+    prop_assert_eq!(
+        resident,
+        r.from_backing - r.dropped - r.removed,
+        "{}",
+        tiers[0].name()
+    );
+    prop_assert!(r.from_backing <= r.backing_hits);
+    for t in &tiers {
+        prop_assert!(t.used() <= t.capacity(), "{} over capacity", t.name());
+    }
+    Ok(())
+}
+
+/// Replay `reqs` (ids below 40) through `p`, a tier of `cap` units where a
+/// request weighs `weight(r)` units, with capacity changes `resizes` (at
+/// step, to units), against a model of the resident set: what is resident
+/// and its units are exactly what the decisions (hit, admit, evicted ids,
+/// remove) imply; the units in use never exceed the capacity; nothing is
+/// demoted while the newcomer fits, nor by a hit that did not grow; nothing
+/// bigger than the tier is admitted; a resident that stops being a hit was
+/// demoted (it grew past what the tier keeps).
+fn follow_decisions(
+    p: &mut dyn Policy,
+    reqs: &[Request],
+    mut cap: u64,
+    resizes: &[(usize, u64)],
+    weight: fn(&Request) -> u64,
+) -> Result<(), TestCaseError> {
+    let name = p.name();
+    let mut model: HashMap<u64, u64> = HashMap::new();
+    let mut evicted = Vec::new();
+    for (step, r) in reqs.iter().enumerate() {
+        for &(_, new_cap) in resizes.iter().filter(|(at, _)| *at == step) {
+            evicted.clear();
+            p.resize(new_cap as usize, &mut evicted);
+            cap = new_cap;
+            for e in &evicted {
+                prop_assert!(
+                    model.remove(e).is_some(),
+                    "{} resize evicted {} that was not resident",
+                    name,
+                    e
+                );
+            }
+            prop_assert_eq!(p.capacity() as u64, cap);
+        }
+        if r.op == Op::Delete {
+            prop_assert_eq!(
+                p.remove(r.id),
+                model.remove(&r.id).is_some(),
+                "{} remove",
+                name
+            );
+        } else {
+            evicted.clear();
+            let w = weight(r);
+            let old = model.get(&r.id).copied();
+            let used: u64 = model.values().sum();
+            let quiet = match old {
+                None => used + w <= cap,
+                Some(o) => o == w,
+            };
+            let out = p.access(r, &mut evicted);
+            prop_assert!(
+                !quiet || evicted.is_empty(),
+                "{} evicted {:?} with room to spare",
+                name,
+                evicted
+            );
+            prop_assert!(!out.hit || old.is_some(), "{} hit on a non-resident", name);
+            prop_assert!(!(out.hit && out.admitted));
+            for e in &evicted {
+                prop_assert!(
+                    model.remove(e).is_some(),
+                    "{} evicted {} that was not resident",
+                    name,
+                    e
+                );
+            }
+            if out.hit {
+                model.insert(r.id, w);
+            } else if old.is_some() {
+                prop_assert!(evicted.contains(&r.id), "{} lost resident {}", name, r.id);
+            }
+            if out.admitted {
+                prop_assert!(w <= cap, "{} admitted {} units into {}", name, w, cap);
+                prop_assert!(model.insert(r.id, w).is_none());
+            }
+        }
+        let used: u64 = model.values().sum();
+        prop_assert!(used <= cap, "{} holds {} units in {}", name, used, cap);
+        prop_assert_eq!(p.used() as u64, used, "{} units in use", name);
+        prop_assert_eq!(p.len(), model.len(), "{} len", name);
+        for id in 0..40 {
+            prop_assert_eq!(
+                p.contains(id),
+                model.contains_key(&id),
+                "{} contains({})",
+                name,
+                id
+            );
+        }
+        p.check_invariants();
+    }
+    Ok(())
 }
 
 /// A byte budget of `n` over objects of one byte each is an object capacity

@@ -79,51 +79,60 @@ impl ByteBudget {
         }
     }
 
-    /// The budget in bytes.
-    pub fn budget(&self) -> u64 {
-        self.cap
+    /// Stop counting `id`'s bytes (it left the policy).
+    fn forget(&mut self, id: ObjectId) {
+        if let Some(w) = self.sizes.remove(&id) {
+            self.used -= u64::from(w);
+        }
     }
 
     /// Account for the objects the inner policy just demoted into `scratch`
-    /// and pass them on; returns whether `newcomer` was one of them.
+    /// and pass them on; returns whether `newcomer` was one of them (it is
+    /// not passed on: it never counted as admitted).
     fn take_evicted(&mut self, newcomer: Option<ObjectId>, evicted: &mut Vec<ObjectId>) -> bool {
         let mut hit_newcomer = false;
-        for id in self.scratch.drain(..) {
+        for i in 0..self.scratch.len() {
+            let id = self.scratch[i];
+            self.forget(id);
             if Some(id) == newcomer {
                 hit_newcomer = true;
-            }
-            if let Some(w) = self.sizes.remove(&id) {
-                self.used -= u64::from(w);
-            }
-            if Some(id) != newcomer {
+            } else {
                 evicted.push(id);
             }
         }
+        self.scratch.clear();
         hit_newcomer
     }
 
-    /// Demote, in the policy's order, until the residents fit the budget.
-    /// Returns whether `newcomer` was demoted.
-    fn shrink(&mut self, newcomer: Option<ObjectId>, evicted: &mut Vec<ObjectId>) -> bool {
+    /// Demote, in the policy's order, until the residents fit the budget, in
+    /// `resize` calls of at least the excess over `largest` (a bound on the
+    /// residents' sizes; `u64::MAX`: one object per call). Returns whether
+    /// `newcomer` was demoted.
+    fn shrink(
+        &mut self,
+        newcomer: Option<ObjectId>,
+        largest: u64,
+        evicted: &mut Vec<ObjectId>,
+    ) -> bool {
         let mut gone = false;
         while self.used > self.cap {
             let n = self.inner.len();
-            assert!(n > 0, "bytes in use with no resident");
             if n == 1 {
                 // A policy holds at least one object; the last one, bigger than
-                // the budget on its own, goes by hand.
-                let id = *self.sizes.keys().next().expect("one resident");
-                gone |= Some(id) == newcomer;
-                if Some(id) == newcomer {
-                    let removed = self.inner.remove(id);
-                    assert!(removed, "{id} sized but not resident");
-                    self.used -= u64::from(self.sizes.remove(&id).unwrap_or(0));
-                } else {
-                    self.drop_resident(id, evicted);
-                }
+                // the budget on its own, goes by hand. Never the newcomer: it
+                // fits the budget alone (`access` bypasses bigger ones).
+                let id = *self
+                    .sizes
+                    .keys()
+                    .next()
+                    .expect("bytes in use, one resident");
+                self.drop_resident(id, evicted);
                 continue;
             }
-            self.inner.resize(n - 1, &mut self.scratch);
+            let k = (self.used - self.cap)
+                .div_ceil(largest.max(1))
+                .clamp(1, n as u64 - 1);
+            self.inner.resize(n - k as usize, &mut self.scratch);
             assert!(
                 self.inner.len() < n,
                 "{}: resize below its residents demoted nothing",
@@ -139,9 +148,7 @@ impl ByteBudget {
     fn drop_resident(&mut self, id: ObjectId, evicted: &mut Vec<ObjectId>) {
         let removed = self.inner.remove(id);
         assert!(removed, "{id} sized but not resident");
-        if let Some(w) = self.sizes.remove(&id) {
-            self.used -= u64::from(w);
-        }
+        self.forget(id);
         evicted.push(id);
     }
 
@@ -185,7 +192,7 @@ impl Policy for ByteBudget {
             if u64::from(old) != w {
                 self.used = self.used - u64::from(old) + w;
                 self.sizes.insert(req.id, w as u32);
-                self.shrink(None, evicted);
+                self.shrink(None, u64::MAX, evicted);
                 if !self.sizes.contains_key(&req.id) {
                     // Grown past what its policy keeps: demoted (in `evicted`),
                     // the new value served from and left in the backing tier.
@@ -226,7 +233,7 @@ impl Policy for ByteBudget {
         }
         self.sizes.insert(req.id, w as u32);
         self.used += w;
-        if self.shrink(Some(req.id), evicted) {
+        if self.shrink(Some(req.id), u64::MAX, evicted) {
             return Outcome::BYPASS;
         }
         out
@@ -250,22 +257,9 @@ impl Policy for ByteBudget {
             // recompute capacity-relative state at each): at least the excess
             // over the largest resident's size, so never more than needed;
             // over unit sizes one call, as an object capacity would make.
-            let largest = self
-                .sizes
-                .values()
-                .map(|&w| u64::from(w))
-                .max()
-                .unwrap_or(1);
-            while self.used > self.cap && self.inner.len() > 1 {
-                let n = self.inner.len();
-                let k = (self.used - self.cap)
-                    .div_ceil(largest)
-                    .clamp(1, n as u64 - 1);
-                self.inner.resize(n - k as usize, &mut self.scratch);
-                self.take_evicted(None, evicted);
-            }
+            let largest = self.sizes.values().map(|&w| u64::from(w)).max();
+            self.shrink(None, largest.unwrap_or(1), evicted);
         }
-        self.shrink(None, evicted);
         // Tell the policy its new size now, not at the next miss: the free
         // bytes in objects of the residents' mean size.
         let len = self.inner.len();
@@ -281,9 +275,7 @@ impl Policy for ByteBudget {
         if !self.inner.remove(id) {
             return false;
         }
-        if let Some(w) = self.sizes.remove(&id) {
-            self.used -= u64::from(w);
-        }
+        self.forget(id);
         true
     }
     fn check_invariants(&self) {
