@@ -81,6 +81,15 @@ pub struct Claimed {
     pub fresh: bool,
 }
 
+impl Claimed {
+    /// A placeholder to fill claim buffers with.
+    pub const BLANK: Claimed = Claimed {
+        slab: 0,
+        slot: 0,
+        fresh: false,
+    };
+}
+
 /// Returning a slot found its free bit already set: two owners for one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Corrupt;
@@ -191,55 +200,53 @@ impl Central {
         // ~40 classes, two arenas and 1 MiB slabs, megabytes of RSS over a
         // small live set (xmalloc's peak RSS swung 1.2-2.3x glibc's).
         let fw = frontier as usize / 64;
-        let fbit = frontier % 64;
+        // Bits of word `wi` for slots below the frontier.
+        let touched = |wi: usize| -> u64 {
+            match wi.cmp(&fw) {
+                core::cmp::Ordering::Less => !0,
+                core::cmp::Ordering::Equal => (1u64 << (frontier % 64)) - 1,
+                core::cmp::Ordering::Greater => 0,
+            }
+        };
         // Words holding a touched slot; the last one may be partly fresh.
         let touched_words = (frontier as usize).div_ceil(64).min(s.words);
         let fresh_free = s.nslots.saturating_sub(frontier);
         let mut got = 0;
-        let mut new_frontier = frontier;
-        let mut take =
-            |word: &mut u64, wi: usize, mask: u64, out: &mut [Claimed], got: &mut usize| {
-                let mut avail = *word & mask;
-                while avail != 0 && *got < out.len() {
-                    let b = avail.trailing_zeros();
-                    avail &= avail - 1;
-                    *word &= !(1u64 << b);
-                    let slot = (wi * 64) as u32 + b;
-                    out[*got] = Claimed {
-                        slab: idx,
-                        slot,
-                        fresh: slot >= frontier,
-                    };
-                    new_frontier = new_frontier.max(slot + 1);
-                    *got += 1;
-                }
-            };
+        // Take the free slots of word `wi` under `mask`, lowest first; true
+        // once `out` is full.
+        let mut take = |word: &mut u64, wi: usize, mask: u64| {
+            let mut avail = *word & mask;
+            while avail != 0 && got < out.len() {
+                let b = avail.trailing_zeros();
+                avail &= avail - 1;
+                *word &= !(1u64 << b);
+                let slot = (wi * 64) as u32 + b;
+                out[got] = Claimed {
+                    slab: idx,
+                    slot,
+                    fresh: slot >= frontier,
+                };
+                got += 1;
+            }
+            got == out.len()
+        };
+        let mut full = false;
         if free > fresh_free && touched_words > 0 {
             let start = (rng % touched_words as u64) as usize;
             for k in 0..touched_words {
-                if got == out.len() {
+                let wi = (start + k) % touched_words;
+                full = take(&mut s.bits[base + wi], wi, touched(wi));
+                if full {
                     break;
                 }
-                let wi = (start + k) % touched_words;
-                let mask = if wi == fw && fbit != 0 {
-                    (1u64 << fbit) - 1
-                } else {
-                    !0
-                };
-                take(&mut s.bits[base + wi], wi, mask, out, &mut got);
             }
         }
         for wi in fw..s.words {
-            if got == out.len() {
+            if full || take(&mut s.bits[base + wi], wi, !touched(wi)) {
                 break;
             }
-            let mask = if wi == fw && fbit != 0 {
-                !((1u64 << fbit) - 1)
-            } else {
-                !0
-            };
-            take(&mut s.bits[base + wi], wi, mask, out, &mut got);
         }
+        let new_frontier = out[..got].iter().fold(frontier, |f, c| f.max(c.slot + 1));
         let m = &mut s.meta[idx as usize];
         m.free -= got as u32;
         if got > 0 && decommitted {
@@ -465,11 +472,7 @@ mod tests {
         for rng in [0u64, 1, 2, 3, 77, u64::MAX] {
             let mut o = Owned::new(1, 1000);
             let mut c = Central::new();
-            let mut out = [Claimed {
-                slab: 0,
-                slot: 0,
-                fresh: false,
-            }; 200];
+            let mut out = [Claimed::BLANK; 200];
             assert_eq!(c.claim(&mut o.view(), &mut out, rng, |_| true), 200);
             let firsts: Vec<u32> = out.iter().map(|cl| cl.slot).collect();
             for &slot in firsts.iter().step_by(20) {
@@ -491,11 +494,7 @@ mod tests {
     fn claim_release_roundtrip_keeps_invariants() {
         let mut o = Owned::new(4, 100);
         let mut c = Central::new();
-        let mut out = [Claimed {
-            slab: 0,
-            slot: 0,
-            fresh: false,
-        }; 64];
+        let mut out = [Claimed::BLANK; 64];
         let mut seen = std::collections::HashSet::new();
         let mut all = Vec::new();
         for r in 0..6u64 {

@@ -966,11 +966,7 @@ pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
     }
     // Bypass mode, or the class's region is full: take one slot of this class or,
     // failing that, of a bigger one whose slots are equally aligned; then a mapping.
-    let mut one = [Claimed {
-        slab: 0,
-        slot: 0,
-        fresh: false,
-    }; 1];
+    let mut one = [Claimed::BLANK; 1];
     for c2 in c..NCLASS {
         if c2 != c && (c == 0 || slot_size(c2) % align != 0) {
             continue;
@@ -1134,11 +1130,7 @@ fn decommit_slab(gl: &Globals, c: usize, slab: u32) {
 fn refill(t: *mut ThreadCache, c: usize) {
     let gl = g();
     let want = cap_of(c).div_ceil(2);
-    let mut buf = [Claimed {
-        slab: 0,
-        slot: 0,
-        fresh: false,
-    }; TCACHE_MAX];
+    let mut buf = [Claimed::BLANK; TCACHE_MAX];
     let rng = next_rand(t);
     let got = claim(c, current_arena(gl), &mut buf[..want], rng);
     if gl.cfg.random {

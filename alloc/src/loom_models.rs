@@ -94,11 +94,7 @@ impl Class {
     }
 }
 
-const EMPTY: Claimed = Claimed {
-    slab: 0,
-    slot: 0,
-    fresh: false,
-};
+const EMPTY: Claimed = Claimed::BLANK;
 
 #[test]
 fn loom_refill_and_flush_never_hand_a_slot_out_twice() {
