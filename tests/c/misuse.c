@@ -509,20 +509,19 @@ static int heap_overflow_realloc_large_grow(void) { return heap_overflow_realloc
 typedef void (*free_sized_fn)(void *, size_t);
 typedef void (*free_aligned_sized_fn)(void *, size_t, size_t);
 
-static int free_sized_wrong_size(void) {
+/* free_sized(malloc(n), told): must abort when `told` is not the size. */
+static int free_sized_lie(size_t n, size_t told, const char *what) {
     free_sized_fn fs = (free_sized_fn)need_symbol("free_sized");
-    char *p = xmalloc(100);
+    char *p = xmalloc(n);
     announce(p);
-    fs(launder(p), opaque(5000));
-    return survived("free_sized with the wrong size");
+    fs(launder(p), opaque(told));
+    return survived(what);
 }
 
+static int free_sized_wrong_size(void) { return free_sized_lie(100, 5000, "free_sized with the wrong size"); }
+
 static int free_sized_too_small(void) {
-    free_sized_fn fs = (free_sized_fn)need_symbol("free_sized");
-    char *p = xmalloc(1000);
-    announce(p);
-    fs(launder(p), opaque(1));
-    return survived("free_sized with a size far below the block's");
+    return free_sized_lie(1000, 1, "free_sized with a size far below the block's");
 }
 
 static int free_aligned_sized_wrong_alignment(void) {
