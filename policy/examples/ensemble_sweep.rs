@@ -2,7 +2,8 @@
 //! window / vote settings, next to its experts: how the one shipped
 //! configuration (`EnsembleConfig::default`) was chosen. Run:
 //! `cargo run --release -p engram-policy --example ensemble_sweep -- [--cfg=W,S ...] [--seeds=N] TRACE...`
-//! (`W`: score window in capacities, `S`: the vote's sharpness; none: the default).
+//! (`W`: score window in capacities, `S`: the vote's sharpness; `--cfg=W,S,0`
+//! turns the placement's cost test off; none: the default).
 //! `--seeds=N` runs each configuration with the reuse expert's seeds 1..=N and
 //! prints the mean, lowest and highest hit ratio (default: seed 1 only).
 
@@ -29,11 +30,12 @@ fn main() -> Result<(), engram_policy::Error> {
             let v: Vec<f64> = a
                 .trim_start_matches("--cfg=")
                 .split(',')
-                .map(|x| x.parse().expect("--cfg=W,S takes two numbers"))
+                .map(|x| x.parse().expect("--cfg=W,S[,0] takes numbers"))
                 .collect();
             EnsembleConfig {
                 window_factor: v[0],
                 sharpness: v[1],
+                pays_its_write: v.get(2).is_none_or(|&p| p != 0.0),
             }
         })
         .collect();
@@ -67,13 +69,17 @@ fn main() -> Result<(), engram_policy::Error> {
                     .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
                 line += &if seeds == 1 {
                     format!(
-                        "  W{},S{}: {mean:.2} ({last})",
-                        cfg.window_factor, cfg.sharpness
+                        "  W{},S{}{}: {mean:.2} ({last})",
+                        cfg.window_factor,
+                        cfg.sharpness,
+                        if cfg.pays_its_write { "" } else { ",0" }
                     )
                 } else {
                     format!(
-                        "  W{},S{}: {mean:.2} [{lo:.2}, {hi:.2}] over {seeds} seeds",
-                        cfg.window_factor, cfg.sharpness
+                        "  W{},S{}{}: {mean:.2} [{lo:.2}, {hi:.2}] over {seeds} seeds",
+                        cfg.window_factor,
+                        cfg.sharpness,
+                        if cfg.pays_its_write { "" } else { ",0" }
                     )
                 };
             }

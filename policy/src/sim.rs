@@ -214,6 +214,7 @@ pub fn simulate(
     windows: usize,
     check: bool,
 ) -> SimResult {
+    policy.set_costs(cost);
     let lookups = reqs.iter().filter(|r| r.op != Op::Delete).count() as u64;
     let per_window = if windows == 0 {
         u64::MAX

@@ -28,7 +28,7 @@
 //! [`simulate`](crate::simulate) (a test checks it, write-backs included).
 
 use crate::cache::Policy;
-use crate::tier::TierCost;
+use crate::tier::{CostModel, TierCost};
 use crate::types::{IdMap, ObjectId, Op, Request};
 
 /// What a tiered replay measured.
@@ -99,6 +99,14 @@ pub fn simulate_tiers(
     assert!(!tiers.is_empty(), "at least one managed tier");
     assert_eq!(tiers.len(), costs.len(), "one cost per tier");
     let n = tiers.len();
+    // Each tier's misses are served from the tier below it.
+    for (i, t) in tiers.iter_mut().enumerate() {
+        let below = costs.get(i + 1).unwrap_or(backing);
+        t.set_costs(&CostModel {
+            fast: costs[i],
+            backing: *below,
+        });
+    }
     let mut r = TieredResult {
         policy: tiers[0].name().to_owned(),
         capacities: tiers.iter().map(|t| t.capacity()).collect(),

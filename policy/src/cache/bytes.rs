@@ -36,6 +36,7 @@
 //! beat it.
 
 use super::{Outcome, Policy};
+use crate::tier::CostModel;
 use crate::types::{IdMap, ObjectId, Request};
 
 /// A policy over a tier of `capacity` bytes (see the module docs).
@@ -277,6 +278,9 @@ impl Policy for ByteBudget {
         }
         self.forget(id);
         true
+    }
+    fn set_costs(&mut self, cost: &CostModel) {
+        self.inner.set_costs(cost);
     }
     fn check_invariants(&self) {
         self.inner.check_invariants();

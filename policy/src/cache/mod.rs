@@ -39,6 +39,7 @@ pub use threshold::Threshold;
 pub use twoq::TwoQ;
 
 use crate::error::{Error, Result};
+use crate::tier::CostModel;
 use crate::types::{ObjectId, Request};
 
 /// What one access did.
@@ -108,6 +109,12 @@ pub trait Policy {
     fn remove(&mut self, id: ObjectId) -> bool;
     /// Panics if an internal invariant is broken (STYLE §4).
     fn check_invariants(&self);
+    /// The costs of the tier this policy manages (`fast`) and of the tier a
+    /// miss is served from (`backing`), for a policy whose decisions weigh
+    /// them (the learned agent's placement); the others ignore them. The
+    /// simulators call this before the first request; until then a policy
+    /// assumes [`CostModel::default`].
+    fn set_costs(&mut self, _cost: &CostModel) {}
 }
 
 /// The policies this crate knows, by table name.

@@ -453,6 +453,15 @@ impl Reuse {
         id
     }
 
+    /// The probability the model gives `id` of being requested again within
+    /// the horizon, from the state its history is in now; None until that
+    /// state has `min_obs` observations (the same trust rule as admission).
+    pub fn reuse_probability(&self, id: ObjectId) -> Option<f32> {
+        let &s = self.index.get(&id)?;
+        let st = self.state(&self.hist_at(s)) as usize;
+        (self.obs[st] >= self.cfg.min_obs).then(|| self.value[st])
+    }
+
     /// Bytes of model state (the table), for the size budget.
     pub fn model_bytes(&self) -> usize {
         self.value.len() * 4 + self.obs.len() * 4
