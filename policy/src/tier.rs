@@ -21,7 +21,10 @@
 //! The device tier is not measured (no GPU was lent to this project): its
 //! figures are conservative for an H100's HBM3 (3.35 TB/s peak), priced as the
 //! device's own kernels see it, which is what makes it the tier in front of
-//! DRAM in a three-tier stack ([`simulate_tiers`](crate::simulate_tiers)). Issue 4 quoted 30 us / 5 GB/s / 0.5 GB/s for this class of
+//! DRAM in a three-tier stack ([`simulate_tiers`](crate::simulate_tiers)) for
+//! the KV-cache blocks it is meant for (megabytes). For objects under about
+//! 4 KiB its 500 ns per access is slower than DRAM's 190 ns, so a policy that
+//! prices copies (the learned agent's placement) keeps them out of it. Issue 4 quoted 30 us / 5 GB/s / 0.5 GB/s for this class of
 //! machine; the measured SSD is as slow per access and twice as fast per byte for
 //! reads, and DRAM is 2.6 times faster per byte than the quote.
 
