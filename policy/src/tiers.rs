@@ -293,7 +293,7 @@ fn demote(
                 op: Op::Write,
                 next_access,
             };
-            let out = tiers[to].access(&req, &mut next);
+            let out = tiers[to].offer_demoted(&req, &mut next);
             if out.admitted {
                 let bytes = u64::from(size);
                 r.demotions += 1;

@@ -153,34 +153,9 @@ impl ByteBudget {
         evicted.push(id);
     }
 
-    /// Tell the inner policy it may hold `target` objects.
-    fn set_objects(&mut self, target: usize, evicted: &mut Vec<ObjectId>) {
-        let target = target.clamp(1, self.max_objects.max(self.inner.len()));
-        if target != self.inner.capacity() {
-            self.inner.resize(target, &mut self.scratch);
-            // `target` is at least the residents: nothing leaves.
-            self.take_evicted(None, evicted);
-        }
-    }
-}
-
-impl Policy for ByteBudget {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn capacity(&self) -> usize {
-        usize::try_from(self.cap).unwrap_or(usize::MAX)
-    }
-    fn used(&self) -> usize {
-        usize::try_from(self.used).unwrap_or(usize::MAX)
-    }
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-    fn contains(&self, id: ObjectId) -> bool {
-        self.sizes.contains_key(&id)
-    }
-    fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
+    /// `access` (`demoted` false) or `offer_demoted` (true): the same byte
+    /// accounting, the inner policy told which one it is.
+    fn place(&mut self, req: &Request, evicted: &mut Vec<ObjectId>, demoted: bool) -> Outcome {
         let w = u64::from(req.size.max(1));
         if let Some(&old) = self.sizes.get(&req.id) {
             if w > self.cap {
@@ -188,7 +163,7 @@ impl Policy for ByteBudget {
                 self.drop_resident(req.id, evicted);
                 return Outcome::BYPASS;
             }
-            let out = self.inner.access(req, &mut self.scratch);
+            let out = self.inner_access(req, demoted);
             self.take_evicted(None, evicted);
             if u64::from(old) != w {
                 self.used = self.used - u64::from(old) + w;
@@ -227,7 +202,7 @@ impl Policy for ByteBudget {
             len.saturating_add(usize::try_from(room / w).unwrap_or(usize::MAX))
         };
         self.set_objects(target, evicted);
-        let out = self.inner.access(req, &mut self.scratch);
+        let out = self.inner_access(req, demoted);
         self.take_evicted(None, evicted);
         if !out.admitted {
             return out;
@@ -238,6 +213,48 @@ impl Policy for ByteBudget {
             return Outcome::BYPASS;
         }
         out
+    }
+
+    fn inner_access(&mut self, req: &Request, demoted: bool) -> Outcome {
+        if demoted {
+            self.inner.offer_demoted(req, &mut self.scratch)
+        } else {
+            self.inner.access(req, &mut self.scratch)
+        }
+    }
+
+    /// Tell the inner policy it may hold `target` objects.
+    fn set_objects(&mut self, target: usize, evicted: &mut Vec<ObjectId>) {
+        let target = target.clamp(1, self.max_objects.max(self.inner.len()));
+        if target != self.inner.capacity() {
+            self.inner.resize(target, &mut self.scratch);
+            // `target` is at least the residents: nothing leaves.
+            self.take_evicted(None, evicted);
+        }
+    }
+}
+
+impl Policy for ByteBudget {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capacity(&self) -> usize {
+        usize::try_from(self.cap).unwrap_or(usize::MAX)
+    }
+    fn used(&self) -> usize {
+        usize::try_from(self.used).unwrap_or(usize::MAX)
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn contains(&self, id: ObjectId) -> bool {
+        self.sizes.contains_key(&id)
+    }
+    fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
+        self.place(req, evicted, false)
+    }
+    fn offer_demoted(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
+        self.place(req, evicted, true)
     }
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
         self.cap = (capacity as u64).max(1);

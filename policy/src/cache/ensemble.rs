@@ -63,10 +63,9 @@
 //! Where a hit saves nothing the test keeps everything out once the model is
 //! trusted: the device tier over DRAM (`TierCost::DEVICE`, 500 ns per access
 //! against DRAM's 190 ns) is slower than DRAM for objects under about 4 KiB,
-//! and pays for a copy only from about 10.5 KiB at `p = 1`. Demotions offered
-//! to a lower tier by `simulate_tiers` pass the same test, priced as if on
-//! the request path although that simulator counts their copies as
-//! background work.
+//! and pays for a copy only from about 10.5 KiB at `p = 1`. An object
+//! demoted from the tier above (`Policy::offer_demoted`) skips the test: its
+//! copy is background work, off every request's path.
 //!
 //! Why a vote and not "follow the best expert": the experts' contents differ
 //! by up to half the tier, so switching wholesale to a new leader costs
@@ -256,6 +255,44 @@ impl Ensemble {
         f64::from(p) * saving >= self.cost.fast.write(bytes)
     }
 
+    /// A miss or hit of `req`; `priced`: run the cost test on a miss.
+    fn place(&mut self, req: &Request, evicted: &mut Vec<ObjectId>, priced: bool) -> Outcome {
+        let mut held = 0u8;
+        for j in 0..EXPERTS {
+            self.scratch.clear();
+            let o = self.experts.get_mut(j).access(req, &mut self.scratch);
+            if self.training {
+                self.score[j] = self.score[j] * self.decay + if o.hit { 1.0 } else { 0.0 };
+            }
+            if o.hit || o.admitted {
+                held |= 1 << j;
+            }
+            self.note_left(j);
+        }
+        self.track_leader();
+        if self.remask(req.id, |m| m | held) {
+            return Outcome::HIT;
+        }
+        // The copy is paid whether or not the tier has room (under a byte
+        // budget it often has: `ByteBudget` makes room before asking).
+        if priced && !self.pays_its_write(req) {
+            return Outcome::BYPASS;
+        }
+        if self.residents.len() >= self.cap {
+            self.reweigh();
+            match self.victim() {
+                Some((m, v)) if self.worth(held as usize, m).is_gt() => {
+                    self.drop_resident(v);
+                    evicted.push(v);
+                }
+                _ => return Outcome::BYPASS,
+            }
+        }
+        let h = self.by_mask[held as usize].push_front(req.id, 0);
+        self.residents.insert(req.id, (held, h));
+        Outcome::ADMIT
+    }
+
     fn decay_for(cap: usize, cfg: &EnsembleConfig) -> f64 {
         1.0 - 1.0 / (cap as f64 * cfg.window_factor).max(MIN_WINDOW)
     }
@@ -375,40 +412,11 @@ impl Policy for Ensemble {
         self.residents.contains_key(&id)
     }
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
-        let mut held = 0u8;
-        for j in 0..EXPERTS {
-            self.scratch.clear();
-            let o = self.experts.get_mut(j).access(req, &mut self.scratch);
-            if self.training {
-                self.score[j] = self.score[j] * self.decay + if o.hit { 1.0 } else { 0.0 };
-            }
-            if o.hit || o.admitted {
-                held |= 1 << j;
-            }
-            self.note_left(j);
-        }
-        self.track_leader();
-        if self.remask(req.id, |m| m | held) {
-            return Outcome::HIT;
-        }
-        // The copy is paid whether or not the tier has room (under a byte
-        // budget it often has: `ByteBudget` makes room before asking).
-        if self.cfg.pays_its_write && !self.pays_its_write(req) {
-            return Outcome::BYPASS;
-        }
-        if self.residents.len() >= self.cap {
-            self.reweigh();
-            match self.victim() {
-                Some((m, v)) if self.worth(held as usize, m).is_gt() => {
-                    self.drop_resident(v);
-                    evicted.push(v);
-                }
-                _ => return Outcome::BYPASS,
-            }
-        }
-        let h = self.by_mask[held as usize].push_front(req.id, 0);
-        self.residents.insert(req.id, (held, h));
-        Outcome::ADMIT
+        self.place(req, evicted, self.cfg.pays_its_write)
+    }
+    fn offer_demoted(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
+        // The copy down is background work: no cost test.
+        self.place(req, evicted, false)
     }
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
         self.cap = capacity.max(1);
@@ -503,14 +511,23 @@ mod tests {
 
     /// Admissions into a full tier over `t[warm..]`, after `t[..warm]`: all of
     /// them, and those of newcomers whose state the reuse model trusted.
-    fn full_tier_admissions(cost: &CostModel, t: &[Request], warm: usize) -> (usize, usize) {
+    fn full_tier_admissions(
+        cost: &CostModel,
+        t: &[Request],
+        warm: usize,
+        demoted: bool,
+    ) -> (usize, usize) {
         let mut e = Ensemble::new(200, 5);
         e.set_costs(cost);
         let mut ev = Vec::new();
         let (mut all, mut trusted) = (0, 0);
         for (i, r) in t.iter().enumerate() {
             let full = e.len() >= e.capacity();
-            let o = e.access(r, &mut ev);
+            let o = if demoted {
+                e.offer_demoted(r, &mut ev)
+            } else {
+                e.access(r, &mut ev)
+            };
             if i >= warm && full && o.admitted {
                 all += 1;
                 // The placement test read this same probability.
@@ -528,8 +545,8 @@ mod tests {
         // Copying into the tier costs more than any hit could save.
         let mut dear = cheap;
         dear.fast.write_ns = 1e9;
-        let (cheap_all, cheap_trusted) = full_tier_admissions(&cheap, &t, 30_000);
-        let (dear_all, dear_trusted) = full_tier_admissions(&dear, &t, 30_000);
+        let (cheap_all, cheap_trusted) = full_tier_admissions(&cheap, &t, 30_000, false);
+        let (dear_all, dear_trusted) = full_tier_admissions(&dear, &t, 30_000, false);
         assert!(
             cheap_trusted > 1000,
             "default costs: {cheap_trusted} of {cheap_all}"
@@ -538,6 +555,9 @@ mod tests {
         // in; none the model can price.
         assert_eq!(dear_trusted, 0, "{dear_all} admissions");
         assert!(dear_all * 10 < cheap_all, "{dear_all} vs {cheap_all}");
+        // A demoted object's copy is background work: not priced.
+        let (_, demoted_trusted) = full_tier_admissions(&dear, &t, 30_000, true);
+        assert!(demoted_trusted > 1000, "{demoted_trusted} demotions taken");
         // Without the test the vote alone decides, whatever the copy costs.
         let mut vote_only = Ensemble::with_config(
             200,

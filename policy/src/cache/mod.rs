@@ -101,6 +101,13 @@ pub trait Policy {
     /// Process one request: a lookup, and on a miss a placement decision.
     /// Objects evicted to make room are appended to `evicted`.
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome;
+    /// An object demoted from the tier above, offered to this one: a miss
+    /// like any other, except that its copy is background work, not on a
+    /// request's path (a policy that prices copies does not charge it).
+    /// The simulators call this for demotions; by default it is `access`.
+    fn offer_demoted(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
+        self.access(req, evicted)
+    }
     /// Tier pressure (or relief): the tier now holds `capacity` units
     /// (at least 1). Objects demoted to fit are appended to `evicted`.
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>);
