@@ -14,7 +14,8 @@
 //! first tier that admits it takes it and the copy below is removed (a
 //! promotion); if none does, the tier that served it records the access as a
 //! hit. An object a tier evicts is offered to the next tier down (a
-//! demotion, seen by that tier's policy as a write of the object); past the
+//! demotion, through `Policy::offer_demoted`, seen as a write of the object;
+//! a policy that prices copies does not charge it as a request's); past the
 //! last managed tier it is dropped, since the backing tier holds every object.
 //!
 //! Pricing: the request pays the read (or write) of the tier that served it,

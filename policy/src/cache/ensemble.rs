@@ -33,7 +33,8 @@
 //!   ago goes first; a hit moves a resident only if its mask changes, so this
 //!   is FIFO order, not LRU. Residents are kept in one list per mask, so a
 //!   demotion looks at 8 list tails.
-//! - **Placement action**: on every miss, first the cost test: admit only
+//! - **Placement action**: on every miss (but a demotion offered through
+//!   `Policy::offer_demoted`), first the cost test: admit only
 //!   if `p x (miss - hit) >= write`, where `p` is the reuse model's
 //!   probability that the object is requested again within the horizon
 //!   (from the state its history is in now; the test passes while that
@@ -110,8 +111,9 @@ pub struct EnsembleConfig {
     /// Exponent on each expert's score relative to the best one: its vote
     /// (1: linear; large: the best expert alone decides).
     pub sharpness: f64,
-    /// The placement test: with a full tier, a newcomer is admitted only if
-    /// its expected saving pays for its copy into the tier (module docs).
+    /// The placement test: on a miss (not a demotion), a newcomer is admitted
+    /// only if its expected saving pays for its copy into the tier (module
+    /// docs).
     pub pays_its_write: bool,
 }
 
