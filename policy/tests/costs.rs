@@ -15,6 +15,17 @@ fn dear() -> CostModel {
     c
 }
 
+/// A tier faster than DRAM (40 ns + 100 GB/s reads), copies into it priced
+/// as given.
+fn faster_than_dram(write_ns: f64, write_ns_per_byte: f64) -> TierCost {
+    TierCost {
+        read_ns: 40.0,
+        read_ns_per_byte: 1.0 / 100.0,
+        write_ns,
+        write_ns_per_byte,
+    }
+}
+
 /// How a test builds its policy.
 type Build = fn() -> Box<dyn Policy>;
 
@@ -49,14 +60,9 @@ fn simulate_prices_copies_for_object_and_byte_budgets() {
 #[test]
 fn simulate_tiers_prices_each_tier_against_the_one_below() {
     let t = trace();
-    // A tier faster than DRAM: a hit there saves 150 ns + 4 KiB at 5 GB/s
-    // over DRAM, and 27 us over the SSD, against a copy of 80 ns.
-    let fast = TierCost {
-        read_ns: 40.0,
-        read_ns_per_byte: 1.0 / 100.0,
-        write_ns: 40.0,
-        write_ns_per_byte: 1.0 / 100.0,
-    };
+    // A hit there saves 150 ns + 4 KiB at 5 GB/s over DRAM, and 27 us over
+    // the SSD, against a copy of 80 ns.
+    let fast = faster_than_dram(40.0, 1.0 / 100.0);
     let mut tiers = vec![
         PolicyKind::Learned.build(100).unwrap(),
         PolicyKind::Learned.build(400).unwrap(),
@@ -95,14 +101,8 @@ fn demotions_are_offered_unpriced_through_a_byte_budget() {
     // Tier 0 takes everything for free; tier 1 (a byte budget) prices a
     // copy at a second, so it would take no request-path newcomer it trusts.
     // Demotions reach it through `offer_demoted`: background copies, taken.
-    let free = TierCost {
-        read_ns: 40.0,
-        read_ns_per_byte: 1.0 / 100.0,
-        write_ns: 0.0,
-        write_ns_per_byte: 0.0,
-    };
-    let mut dear_dram = TierCost::DRAM;
-    dear_dram.write_ns = 1e9;
+    let free = faster_than_dram(0.0, 0.0);
+    let dear_dram = dear().fast;
     let mut tiers = vec![
         PolicyKind::Learned.build(100).unwrap(),
         PolicyKind::Learned.build_bytes(400 * 4096, 5000).unwrap(),

@@ -458,8 +458,13 @@ impl Reuse {
     /// state has `min_obs` observations (the same trust rule as admission).
     pub fn reuse_probability(&self, id: ObjectId) -> Option<f32> {
         let &s = self.index.get(&id)?;
-        let st = self.state(&self.hist_at(s)) as usize;
-        (self.obs[st] >= self.cfg.min_obs).then(|| self.value[st])
+        self.trusted(self.state(&self.hist_at(s)))
+    }
+
+    /// The value of `state` once it has `min_obs` observations, else None.
+    fn trusted(&self, state: u16) -> Option<f32> {
+        let s = state as usize;
+        (self.obs[s] >= self.cfg.min_obs).then(|| self.value[s])
     }
 
     /// Bytes of model state (the table), for the size budget.
@@ -529,9 +534,10 @@ impl Policy for Reuse {
             let Some((i, vs)) = self.sample_victim() else {
                 return Outcome::BYPASS;
             };
-            let (nv, vv) = (new_state as usize, vs as usize);
-            let (m, v) = (self.cfg.min_obs, &self.value);
-            if self.cfg.admission && self.obs[nv] >= m && self.obs[vv] >= m && v[nv] < v[vv] {
+            if self.cfg.admission
+                && let (Some(nv), Some(vv)) = (self.trusted(new_state), self.trusted(vs))
+                && nv < vv
+            {
                 return Outcome::BYPASS;
             }
             evicted.push(self.evict_at(i));
