@@ -17,6 +17,7 @@ mod belady;
 mod bytes;
 mod clock;
 mod ensemble;
+mod idtable;
 mod lfu;
 mod lru;
 mod reuse;

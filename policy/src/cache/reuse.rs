@@ -55,14 +55,17 @@
 //! expressed relative to the capacity.
 //!
 //! # Cost
-//! State: 550 x (f32 + u32) = 4.3 KiB of model, plus the history (one entry
-//! per id seen in the last `8c` requests, or with an open label) and at most
-//! `PENDING_CAP` pending labels. Each decision is K table lookups.
+//! State: 550 x (f32 + u32) = 4.3 KiB of model, plus the history (one 32-byte
+//! entry per id seen in the last `8c` requests, or with an open label, inline
+//! in an open-addressing id table at most half full: one probe run per
+//! lookup) and at most `PENDING_CAP` pending labels. Each decision is K value
+//! lookups.
 
 use std::collections::VecDeque;
 
+use super::idtable::{IdTable, Vacancy};
 use super::{Outcome, Policy};
-use crate::types::{IdMap, ObjectId, Request};
+use crate::types::{ObjectId, Request};
 use crate::workload::Rng;
 
 const COUNT_B: usize = 5;
@@ -108,16 +111,14 @@ impl Default for ReuseConfig {
     }
 }
 
+/// The history a decision computes a state from.
 #[derive(Debug, Clone, Copy)]
 struct Hist {
     last: u64,
+    /// Saturated at `u32::MAX` requests, as stored in [`Entry`].
     gap: u64,
+    /// Saturated at `u16::MAX`, as stored.
     count: u32,
-    /// State of this id's open training label (meaningful when `label > 0`).
-    lstate: u16,
-    /// Time its open label was recorded, 0: none. Kept here so that resolving a
-    /// label costs no lookup beyond the history one every access does anyway.
-    label: u64,
 }
 
 impl Hist {
@@ -126,42 +127,79 @@ impl Hist {
         last: 0,
         gap: 0,
         count: 1,
-        lstate: 0,
-        label: 0,
     };
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
-    /// Slot in `entries` of the labelled id (stable while its label is open).
-    slot: u32,
+    /// The labelled id (its entry stays in the table while its label is open).
+    id: ObjectId,
     state: u16,
     time: u64,
 }
 
 /// `Entry::res` of an id that is not resident.
 const NOT_RESIDENT: u32 = u32::MAX;
+/// `Entry::lstate` bit: a training label is open.
+const OPEN: u16 = 1 << 15;
 
-/// One id the agents know: resident in the fast tier, or seen in the history
-/// window, or both.
+/// One id the agents know, resident in the fast tier or seen in the history
+/// window or both, stored inline in the id table (32 bytes with its id).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    id: ObjectId,
-    /// Its history; meaningful only when `known`.
-    h: Hist,
-    /// False: the history window forgot this (resident) id; its state is then
-    /// computed from [`Hist::UNSEEN`].
-    known: bool,
+    last: u64,
+    gap: u32,
+    /// Low 32 bits of the time its open label was recorded (meaningful with
+    /// [`OPEN`]): labels live for one horizon, far less than 2^32 requests.
+    label: u32,
+    /// Accesses in the window, saturated; 0: the window forgot this
+    /// (resident) id and its state is computed from [`Hist::UNSEEN`].
+    count: u16,
+    /// [`OPEN`] plus the state of the open label.
+    lstate: u16,
     /// Index in `residents`, or [`NOT_RESIDENT`].
     res: u32,
 }
 
-/// A resident id: its slot, and a copy of what a demotion reads of its
-/// history (its entry's, or [`Hist::UNSEEN`] once the window forgot it).
-/// Sampling reads this dense array, 24 bytes per resident, instead of the
-/// entries, which are spread over every id seen in the window: on Zipf 0.8
-/// with 100k ids the entries are megabytes and each sampled one was a cache
-/// miss.
+impl Vacancy for Entry {
+    /// Neither known nor resident: such an id is not kept.
+    const VACANT: Entry = Entry {
+        last: 0,
+        gap: 0,
+        label: 0,
+        count: 0,
+        lstate: 0,
+        res: NOT_RESIDENT,
+    };
+    fn is_vacant(&self) -> bool {
+        self.count == 0 && self.res == NOT_RESIDENT
+    }
+}
+
+impl Entry {
+    /// The history a decision sees for this id.
+    fn hist(&self) -> Hist {
+        if self.count == 0 {
+            Hist::UNSEEN
+        } else {
+            Hist {
+                last: self.last,
+                gap: u64::from(self.gap),
+                count: u32::from(self.count),
+            }
+        }
+    }
+    /// The state of the open label, if one is open.
+    fn open_label(&self) -> Option<u16> {
+        (self.count > 0 && self.lstate & OPEN != 0).then_some(self.lstate & !OPEN)
+    }
+}
+
+/// A resident id: its table position, and a copy of what a demotion reads of
+/// its history. Sampling reads this dense array, 24 bytes per resident,
+/// instead of the table, which spreads over every id seen in the window: on
+/// Zipf 0.8 with 100k ids the table is megabytes and each sampled entry was a
+/// cache miss.
 #[derive(Debug, Clone, Copy)]
 struct Res {
     slot: u32,
@@ -179,14 +217,12 @@ impl Res {
             gap: h.gap,
         }
     }
-    /// The history the state is computed from (no label).
+    /// The history the state is computed from.
     fn hist(&self) -> Hist {
         Hist {
             last: self.last,
             gap: self.gap,
             count: self.count,
-            lstate: 0,
-            label: 0,
         }
     }
 }
@@ -196,21 +232,19 @@ pub const DEFAULT_SEED: u64 = 0x656e_6772_616d;
 
 /// The learned placement + migration agents (see module docs).
 ///
-/// Every id the agents know lives in one slot of `entries`, found through
-/// `index`; `residents` lists the resident ids with a copy of their history,
-/// so sampling a victim reads it by position with no hash lookup and no visit
-/// to the entry. Invariants (`check_invariants`): `residents[entries[s].res]`
-/// is slot `s` with the history a decision sees for it, for every resident
-/// slot; `index[entries[s].id] == s` for every used slot; a slot is on `free` or
-/// in `index`, never both; an entry that is neither known nor resident is freed.
+/// Every id the agents know has one entry in `table` (history and residency
+/// inline, found in one probe run); `residents` lists the resident ids with
+/// their table positions and a copy of their history, so sampling a victim
+/// reads it by index with no lookup. Invariants (`check_invariants`):
+/// `residents[table[p].res].slot == p` with the history a decision sees for
+/// `p`, for every resident entry; an entry that is neither known nor resident
+/// is not in the table; the table's own (`IdTable::check`).
 #[derive(Debug)]
 pub struct Reuse {
     cap: usize,
     cfg: ReuseConfig,
     now: u64,
-    entries: Vec<Entry>,
-    free: Vec<u32>,
-    index: IdMap<u32>,
+    table: IdTable<Entry>,
     /// The resident ids, for O(1) random sampling.
     residents: Vec<Res>,
     value: Vec<f32>,
@@ -232,12 +266,21 @@ pub struct Reuse {
 /// The bit length of `floor(8 x / cap)`, capped at `max - 1`: a log2 bucket of
 /// `x` relative to the capacity. One 64-bit division; computing the same bucket
 /// from bit lengths and a shift-compare measured no faster (171 ns against
-/// about 160 ns per frozen decision, policy/README.md): a decision's time is the
-/// cache misses of its sampled residents, not these divisions.
+/// about 160 ns per frozen decision, policy/README.md), and from nine
+/// precomputed thresholds (`x >= ceil(2^(j-1) cap / 8)`, the same buckets)
+/// slower (policy/README.md, 2026-11-25): a decision's time is its cache
+/// misses, not these divisions.
 fn log_bucket(x: u64, cap: u64, max: usize) -> usize {
     let scaled = x.saturating_mul(8) / cap.max(1);
     let b = (64 - scaled.leading_zeros()) as usize;
     b.min(max - 1)
+}
+
+/// Point each resident's position at its entry after `table` moved `v` to `to`.
+fn relink(residents: &mut [Res], to: u32, v: &Entry) {
+    if v.res != NOT_RESIDENT {
+        residents[v.res as usize].slot = to;
+    }
 }
 
 impl Reuse {
@@ -252,9 +295,7 @@ impl Reuse {
             cap: cap.max(1),
             cfg,
             now: 0,
-            entries: Vec::new(),
-            free: Vec::new(),
-            index: IdMap::default(),
+            table: IdTable::new(),
             residents: Vec::new(),
             value: vec![0.5; STATES],
             obs: vec![0; STATES],
@@ -298,45 +339,31 @@ impl Reuse {
         self.training = on;
         if !on {
             self.pending.clear();
-            for e in &mut self.entries {
-                e.h.label = 0;
+            for p in 0..self.table.capacity() as u32 {
+                if !self.table.at(p).v.is_vacant() {
+                    self.table.at_mut(p).lstate = 0;
+                }
             }
         }
     }
 
-    /// The slot of `id`, made (not known, not resident) if it has none.
-    fn slot_of(&mut self, id: ObjectId) -> u32 {
-        if let Some(&s) = self.index.get(&id) {
-            return s;
+    /// After the table grew: every resident's position again.
+    fn relink_all(&mut self) {
+        for p in 0..self.table.capacity() as u32 {
+            let c = self.table.at(p);
+            if !c.v.is_vacant() {
+                relink(&mut self.residents, p, &c.v);
+            }
         }
-        let e = Entry {
-            id,
-            h: Hist::UNSEEN,
-            known: false,
-            res: NOT_RESIDENT,
-        };
-        let s = match self.free.pop() {
-            Some(s) => {
-                self.entries[s as usize] = e;
-                s
-            }
-            None => {
-                self.entries.push(e);
-                (self.entries.len() - 1) as u32
-            }
-        };
-        self.index.insert(id, s);
-        s
     }
 
-    /// Forget slot `s` (neither known nor resident any more).
-    fn release(&mut self, s: u32) {
-        let id = self.entries[s as usize].id;
-        self.index.remove(&id);
-        self.free.push(s);
+    /// Remove the entry at `pos` (neither known nor resident any more).
+    fn release(&mut self, pos: u32) {
+        let residents = &mut self.residents;
+        self.table.remove_at(pos, |to, v| relink(residents, to, v));
     }
 
-    fn record(&mut self, slot: u32, state: u16) {
+    fn record(&mut self, pos: u32, state: u16) {
         if !self.training
             || (self.cfg.label_every > 1
                 && self.label_rng.below(u64::from(self.cfg.label_every)) != 0)
@@ -345,18 +372,21 @@ impl Reuse {
             return;
         }
         let now = self.now;
-        let e = &mut self.entries[slot as usize];
-        if !e.known {
-            e.known = true;
-            e.h = Hist::UNSEEN;
+        let e = self.table.at_mut(pos);
+        if e.count == 0 {
+            // Known from now on, with the history assumed so far.
+            e.count = 1;
+            e.last = 0;
+            e.gap = 0;
         }
-        if e.h.label != 0 {
+        if e.lstate & OPEN != 0 {
             return;
         }
-        e.h.label = now;
-        e.h.lstate = state;
+        e.label = now as u32;
+        e.lstate = state | OPEN;
+        let id = self.table.at(pos).id;
         self.pending.push_back(Pending {
-            slot,
+            id,
             state,
             time: now,
         });
@@ -370,11 +400,15 @@ impl Reuse {
                 break;
             }
             self.pending.pop_front();
-            // An open label keeps its slot (prune and evict keep labelled
-            // entries), so a slot whose label still reads `p.time` is this one.
-            let e = &mut self.entries[p.slot as usize];
-            if e.known && e.h.label == p.time {
-                e.h.label = 0;
+            // An open label keeps its entry (prune and evict keep labelled
+            // entries), so an entry whose open label still reads `p.time` is
+            // this one.
+            let Some(pos) = self.table.find(p.id) else {
+                continue;
+            };
+            let e = self.table.at_mut(pos);
+            if e.open_label().is_some() && e.label == p.time as u32 {
+                e.lstate = 0;
                 self.learn(p.state, 0.0);
             }
         }
@@ -386,26 +420,29 @@ impl Reuse {
             return;
         }
         let now = self.now;
-        for s in 0..self.entries.len() as u32 {
-            let e = &mut self.entries[s as usize];
-            if !e.known && e.res == NOT_RESIDENT {
-                continue; // a free slot
-            }
-            if e.known && (now - e.h.last < window || e.h.label != 0) {
+        // Removing an entry moves later ones of its probe run back, possibly
+        // into this position: look at it again. A record that wraps from the
+        // table's start to its end is looked at twice, which is harmless
+        // (forgetting is idempotent).
+        let mut p = 0u32;
+        while (p as usize) < self.table.capacity() {
+            let e = self.table.at(p).v;
+            if e.is_vacant() || (e.count > 0 && (now - e.last < window || e.open_label().is_some()))
+            {
+                p += 1;
                 continue;
             }
-            e.known = false;
             match e.res {
-                NOT_RESIDENT => self.release(s),
-                r => self.residents[r as usize] = Res::new(s, &Hist::UNSEEN),
+                NOT_RESIDENT => self.release(p),
+                r => {
+                    let m = self.table.at_mut(p);
+                    m.count = 0;
+                    m.lstate = 0;
+                    self.residents[r as usize] = Res::new(p, &Hist::UNSEEN);
+                    p += 1;
+                }
             }
         }
-    }
-
-    /// The history a decision sees for slot `s`.
-    fn hist_at(&self, s: u32) -> Hist {
-        let e = &self.entries[s as usize];
-        if e.known { e.h } else { Hist::UNSEEN }
     }
 
     fn sample_victim(&mut self) -> Option<(usize, u16)> {
@@ -413,8 +450,8 @@ impl Reuse {
             return None;
         }
         // Draw every candidate and load its history first: the loads are
-        // independent, so their cache misses (the entries are spread over the
-        // whole id space) overlap instead of following one another.
+        // independent, so their cache misses overlap instead of following one
+        // another.
         let k = self
             .cfg
             .samples
@@ -440,15 +477,15 @@ impl Reuse {
     }
 
     fn evict_at(&mut self, i: usize) -> ObjectId {
-        let slot = self.residents.swap_remove(i).slot;
+        let pos = self.residents.swap_remove(i).slot;
         if let Some(moved) = self.residents.get(i) {
-            self.entries[moved.slot as usize].res = i as u32;
+            self.table.at_mut(moved.slot).res = i as u32;
         }
-        let e = &mut self.entries[slot as usize];
-        e.res = NOT_RESIDENT;
-        let (id, known) = (e.id, e.known);
-        if !known {
-            self.release(slot);
+        let id = self.table.at(pos).id;
+        if self.table.at(pos).v.count == 0 {
+            self.release(pos);
+        } else {
+            self.table.at_mut(pos).res = NOT_RESIDENT;
         }
         id
     }
@@ -457,8 +494,8 @@ impl Reuse {
     /// the horizon, from the state its history is in now; None until that
     /// state has `min_obs` observations (the same trust rule as admission).
     pub fn reuse_probability(&self, id: ObjectId) -> Option<f32> {
-        let &s = self.index.get(&id)?;
-        self.trusted(self.state(&self.hist_at(s)))
+        let p = self.table.find(id)?;
+        self.trusted(self.state(&self.table.at(p).v.hist()))
     }
 
     /// The value of `state` once it has `min_obs` observations, else None.
@@ -484,9 +521,9 @@ impl Policy for Reuse {
         self.residents.len()
     }
     fn contains(&self, id: ObjectId) -> bool {
-        self.index
-            .get(&id)
-            .is_some_and(|&s| self.entries[s as usize].res != NOT_RESIDENT)
+        self.table
+            .find(id)
+            .is_some_and(|p| self.table.at(p).v.res != NOT_RESIDENT)
     }
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
         self.now += 1;
@@ -494,42 +531,66 @@ impl Policy for Reuse {
         if self.training {
             self.expire();
         }
-        let slot = self.slot_of(req.id);
         let now = self.now;
-        let e = &mut self.entries[slot as usize];
-        let h = if e.known {
-            let p = e.h;
-            Hist {
-                last: now,
-                gap: now - p.last,
-                count: p.count.saturating_add(1),
-                lstate: 0,
-                label: 0,
+        let (pos, h, res) = match self.table.find(req.id) {
+            Some(p) => {
+                let e = self.table.at_mut(p);
+                let h = if e.count > 0 {
+                    Hist {
+                        last: now,
+                        gap: (now - e.last).min(u64::from(u32::MAX)),
+                        count: u32::from(e.count.saturating_add(1)),
+                    }
+                } else {
+                    Hist {
+                        last: now,
+                        gap: 0,
+                        count: 1,
+                    }
+                };
+                let open = e.open_label();
+                e.last = h.last;
+                e.gap = h.gap as u32;
+                e.count = h.count as u16;
+                // Requested again within the horizon: the label resolves. Its
+                // queued record stays; `expire` skips it as no longer open.
+                e.lstate = 0;
+                let res = e.res;
+                if let Some(s) = open
+                    && self.training
+                {
+                    self.learn(s, 1.0);
+                }
+                (p, h, res)
             }
-        } else {
-            Hist {
-                last: now,
-                gap: 0,
-                count: 1,
-                lstate: 0,
-                label: 0,
+            None => {
+                let h = Hist {
+                    last: now,
+                    gap: 0,
+                    count: 1,
+                };
+                let e = Entry {
+                    last: now,
+                    gap: 0,
+                    label: 0,
+                    count: 1,
+                    lstate: 0,
+                    res: NOT_RESIDENT,
+                };
+                let (p, grew) = self.table.insert(req.id, e);
+                if grew {
+                    self.relink_all();
+                }
+                (p, h, NOT_RESIDENT)
             }
         };
-        let (was_known, old) = (e.known, e.h);
-        e.h = h;
-        e.known = true;
-        let res = e.res;
-        if was_known && old.label != 0 && self.training {
-            // Requested again within the horizon. Its queued record stays;
-            // `expire` skips it as no longer open.
-            self.learn(old.lstate, 1.0);
-        }
         if res != NOT_RESIDENT {
-            self.residents[res as usize] = Res::new(slot, &h);
+            self.residents[res as usize] = Res::new(pos, &h);
             return Outcome::HIT;
         }
         let new_state = self.state(&h);
-        self.record(slot, new_state);
+        self.record(pos, new_state);
+        let mut pos = pos;
         if self.residents.len() >= self.cap {
             let Some((i, vs)) = self.sample_victim() else {
                 return Outcome::BYPASS;
@@ -541,9 +602,11 @@ impl Policy for Reuse {
                 return Outcome::BYPASS;
             }
             evicted.push(self.evict_at(i));
+            // The victim's removal may have moved this entry back.
+            pos = self.table.find(req.id).expect("the requested id is known");
         }
-        self.entries[slot as usize].res = self.residents.len() as u32;
-        self.residents.push(Res::new(slot, &h));
+        self.table.at_mut(pos).res = self.residents.len() as u32;
+        self.residents.push(Res::new(pos, &h));
         Outcome::ADMIT
     }
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
@@ -555,10 +618,10 @@ impl Policy for Reuse {
         }
     }
     fn remove(&mut self, id: ObjectId) -> bool {
-        let Some(&s) = self.index.get(&id) else {
+        let Some(p) = self.table.find(id) else {
             return false;
         };
-        match self.entries[s as usize].res {
+        match self.table.at(p).v.res {
             NOT_RESIDENT => false,
             i => {
                 self.evict_at(i as usize);
@@ -568,27 +631,22 @@ impl Policy for Reuse {
     }
     fn check_invariants(&self) {
         assert!(self.residents.len() <= self.cap);
+        self.table.check();
         for (i, r) in self.residents.iter().enumerate() {
-            assert_eq!(
-                self.entries[r.slot as usize].res, i as u32,
-                "res mirrors residents"
-            );
-            let h = self.hist_at(r.slot);
+            let e = self.table.at(r.slot).v;
+            assert_eq!(e.res, i as u32, "res mirrors residents");
+            let h = e.hist();
             assert_eq!(
                 (r.count, r.last, r.gap),
                 (h.count, h.last, h.gap),
                 "a resident's copy of its history is current"
             );
         }
-        assert_eq!(self.index.len() + self.free.len(), self.entries.len());
-        for (&id, &s) in &self.index {
-            let e = &self.entries[s as usize];
-            assert_eq!(e.id, id, "index mirrors entries");
-            assert!(
-                e.known || e.res != NOT_RESIDENT,
-                "a forgotten non-resident is freed"
-            );
-        }
+        let resident = (0..self.table.capacity() as u32)
+            .filter(|&p| self.table.at(p).v.res != NOT_RESIDENT)
+            .count();
+        assert_eq!(resident, self.residents.len(), "every resident is listed");
+        assert!(self.table.len() >= resident);
         assert!(self.pending.len() <= PENDING_CAP);
     }
 }
