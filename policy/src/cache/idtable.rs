@@ -197,6 +197,8 @@ impl<V: Vacancy> IdTable<V> {
 
     /// Assert the invariants (module docs).
     pub fn check(&self) {
+        // First: `find` below relies on a vacancy to stop.
+        assert!(self.len * 2 <= self.cells.len(), "load at most 1/2");
         let mut n = 0;
         for (i, c) in self.cells.iter().enumerate() {
             if c.v.is_vacant() {
@@ -206,7 +208,6 @@ impl<V: Vacancy> IdTable<V> {
             assert_eq!(self.find(c.id), Some(i as u32), "record reachable");
         }
         assert_eq!(n, self.len, "len counts occupied records");
-        assert!(self.len * 2 <= self.cells.len(), "load at most 1/2");
     }
 }
 

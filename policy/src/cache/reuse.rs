@@ -58,8 +58,8 @@
 //! State: 550 x (f32 + u32) = 4.3 KiB of model, plus the history (one 32-byte
 //! entry per id seen in the last `8c` requests, or with an open label, inline
 //! in an open-addressing id table at most half full: one probe run per
-//! lookup) and at most `PENDING_CAP` pending labels. Each decision is K value
-//! lookups.
+//! lookup) and at most `PENDING_CAP` pending labels (24 bytes each: 1.5 MiB
+//! when full). Each decision is K value lookups.
 
 use std::collections::VecDeque;
 
@@ -75,6 +75,10 @@ const STATES: usize = COUNT_B * AGE_B * GAP_B;
 const PENDING_CAP: usize = 1 << 16;
 /// Most candidates one demotion samples (`ReuseConfig::samples` is capped here).
 const MAX_SAMPLES: usize = 64;
+/// Longest reward horizon, in requests. An open label remembers the low 32
+/// bits of its time; below 2^31 no two labels of one id pending at once can
+/// share them.
+const MAX_HORIZON: u64 = 1 << 31;
 /// Mixed into the seed for the label-sampling stream.
 const LABEL_STREAM: u64 = 0x6c61_6265_6c73;
 
@@ -84,7 +88,8 @@ const LABEL_STREAM: u64 = 0x6c61_6265_6c73;
 pub struct ReuseConfig {
     /// Resident objects sampled per demotion (`K`).
     pub samples: usize,
-    /// Reward horizon as a multiple of the capacity (`H / c`).
+    /// Reward horizon as a multiple of the capacity (`H / c`). The horizon is
+    /// capped at 2^31 requests.
     pub horizon_factor: u64,
     /// Floor of the learning rate (`alpha`).
     pub alpha: f32,
@@ -394,7 +399,11 @@ impl Reuse {
 
     /// Resolve labels: horizons that ended are negatives.
     fn expire(&mut self) {
-        let horizon = self.cfg.horizon_factor * self.cap as u64;
+        let horizon = self
+            .cfg
+            .horizon_factor
+            .saturating_mul(self.cap as u64)
+            .min(MAX_HORIZON);
         while let Some(p) = self.pending.front().copied() {
             if p.time + horizon > self.now {
                 break;
