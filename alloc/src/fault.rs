@@ -57,6 +57,8 @@ pub enum Op {
     FreeSized,
     /// free_aligned_sized
     FreeAlignedSized,
+    /// malloc_trim (its release of empty slabs checks them first)
+    Trim,
 }
 
 impl Op {
@@ -68,6 +70,7 @@ impl Op {
             Op::UsableSize => "malloc_usable_size",
             Op::FreeSized => "free_sized",
             Op::FreeAlignedSized => "free_aligned_sized",
+            Op::Trim => "malloc_trim",
         }
     }
 }

@@ -1074,6 +1074,16 @@ fn release(c: usize, offs: &[u32]) {
         // resident is pure RSS. Done before the slot is visible to other threads.
         for &off in offs {
             let p = slot_addr(gl, c, off);
+            // Dropping the pages would wipe a write made into the slot since its
+            // free: check it now, as its reuse would have. A slot never handed
+            // out (FRESH) has nothing to check.
+            if gl.cfg.zero && off & FRESH == 0 {
+                // SAFETY: the slot is committed and ours alone (free, in no cache).
+                let clean = unsafe { slot_is_zero(p as *mut u8, gm.slot as usize) };
+                if !clean {
+                    fatal(Fault::WriteAfterFree, Op::Free, p);
+                }
+            }
             let start = p.next_multiple_of(os::PAGE);
             let end = (p + gm.slot as usize) & !(os::PAGE - 1);
             // SAFETY: `[start, end)` lies inside a committed slot that is free and
@@ -1098,7 +1108,10 @@ fn release(c: usize, offs: &[u32]) {
             match central.release(&mut view, slab - first, index, keep) {
                 Ok(None) => {}
                 Ok(Some(s)) => {
-                    decommit_slab(gl, c, first + s);
+                    if let Err(at) = decommit_slab(gl, c, first + s) {
+                        drop(central);
+                        fatal(Fault::WriteAfterFree, Op::Free, at);
+                    }
                     central.decommitted(&mut view, s);
                 }
                 Err(_) => {
@@ -1111,12 +1124,24 @@ fn release(c: usize, offs: &[u32]) {
     sub_in_use(offs.len() * gm.slot as usize);
 }
 
-fn decommit_slab(gl: &Globals, c: usize, slab: u32) {
+/// Give an empty slab's pages back to the OS. Its slots are all free, so with
+/// zero-on-free they all read zero: a word that does not was written after its
+/// slot's free, and dropping the page would wipe the evidence. Its address is
+/// returned instead, and the slab is left as it is, for the caller to report
+/// (after dropping its lock).
+fn decommit_slab(gl: &Globals, c: usize, slab: u32) -> Result<(), usize> {
     if c == 0 {
-        return;
+        return Ok(());
     }
     let gm = &gl.geom[c];
     let start = (gl.base + (c << gl.rshift) + ((slab as usize) << gm.shift)) as *mut u8;
+    if gl.cfg.zero {
+        // SAFETY: the slab is committed (its resident pages are readable) and
+        // empty: no thread uses its memory.
+        if let Some(at) = unsafe { large::first_dirty_word(start, gm.slab_bytes as usize) } {
+            return Err(at);
+        }
+    }
     // SAFETY: the slab is committed and empty (no live, cached or quarantined slot:
     // all its bits are back in its arena, whose lock we hold).
     unsafe { os::decommit(start, gm.slab_bytes as usize) };
@@ -1124,6 +1149,7 @@ fn decommit_slab(gl: &Globals, c: usize, slab: u32) {
     COUNTERS
         .committed
         .fetch_sub(gm.slab_bytes as usize, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Fill the thread's cache of class `c` with half its capacity, shuffled.
@@ -1500,7 +1526,10 @@ pub(crate) fn trim() -> bool {
                     break;
                 }
                 for &s in &list[..n] {
-                    decommit_slab(gl, c, first + s);
+                    if let Err(at) = decommit_slab(gl, c, first + s) {
+                        drop(central);
+                        fatal(Fault::WriteAfterFree, Op::Trim, at);
+                    }
                     central.decommitted(&mut view, s);
                 }
                 released = true;

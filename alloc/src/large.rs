@@ -528,6 +528,34 @@ pub(crate) unsafe fn pages_zero(p: *mut u8, len: usize) -> bool {
     ok
 }
 
+/// The address of the first non-zero 8-byte word in the resident pages of
+/// `[p, p+len)`, if any; pages not resident read zero and are not touched.
+///
+/// # Safety
+/// `p` is page-aligned, `len` a page multiple, and the resident pages of the
+/// range are readable (committed slab or slot memory of ours).
+pub(crate) unsafe fn first_dirty_word(p: *mut u8, len: usize) -> Option<usize> {
+    let mut found = None;
+    // SAFETY: the caller's guarantees; each run is inside the range.
+    unsafe {
+        page_runs(p, len, |q, n, resident| {
+            if !resident || found.is_some() {
+                return;
+            }
+            for page in (0..n).step_by(PAGE) {
+                let at = q.add(page);
+                if !is_zero(at, PAGE) {
+                    let words = core::slice::from_raw_parts(at.cast::<u64>(), PAGE / 8);
+                    let w = words.iter().position(|&w| w != 0).unwrap_or(0);
+                    found = Some(at as usize + w * 8);
+                    return;
+                }
+            }
+        });
+    }
+    found
+}
+
 /// Classify a pointer that is not a live large block.
 fn unknown(st: &State, p: usize) -> Fault {
     if p != 0 && st.recent.contains(&p) {

@@ -447,6 +447,38 @@ static int write_after_free_decommitted(void) {
     return setup_failed("the freed slot never came back");
 }
 
+/* A write into a freed block whose slot goes back to its slab before anyone
+ * allocates it again: the thread that freed it exits, its quarantine and cache
+ * drain, and the allocator then drops the slot's pages (big slots, 32 KiB and
+ * up) or the emptied slab's pages (decommit=0), which would wipe the write
+ * unseen. It must check before it drops them. */
+static void *write_after_free_then_exit(void *arg) {
+    size_t n = *(size_t *)arg;
+    unsigned char *p = xmalloc(n);
+    memset(p, 1, n);
+    announce(p);
+    free_v(p);
+    ((unsigned char *)launder(p))[n / 2] = 0x41;
+    return NULL;
+}
+
+static int write_after_free_released(size_t n, const char *what) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, write_after_free_then_exit, &n) != 0) {
+        setup_failed("pthread_create");
+    }
+    pthread_join(t, NULL);
+    return survived(what);
+}
+
+static int write_after_free_released_big(void) {
+    return write_after_free_released(64 << 10, "write after free into a big slot whose pages were dropped");
+}
+
+static int write_after_free_released_slab(void) {
+    return write_after_free_released(5000, "write after free into a slab that was decommitted");
+}
+
 static int heap_overflow_small(void) {
     unsigned char *p = xmalloc(24);
     memset(p, 1, 24);
@@ -875,6 +907,8 @@ static const struct named_case cases[] = {
     {"usable_size_foreign", usable_size_foreign},
     {"write_after_free", write_after_free},
     {"write_after_free_decommitted", write_after_free_decommitted},
+    {"write_after_free_released_big", write_after_free_released_big},
+    {"write_after_free_released_slab", write_after_free_released_slab},
     {"heap_overflow_small", heap_overflow_small},
     {"heap_overflow_large", heap_overflow_large},
     {"heap_overflow_realloc_large_shrink", heap_overflow_realloc_large_shrink},

@@ -46,6 +46,8 @@ const ALL_CASES: &[&str] = &[
     "usable_size_foreign",
     "write_after_free",
     "write_after_free_decommitted",
+    "write_after_free_released_big",
+    "write_after_free_released_slab",
     "heap_overflow_small",
     "heap_overflow_large",
     "heap_overflow_realloc_large_shrink",
@@ -442,6 +444,32 @@ fn write_after_free_into_a_decommitted_slab_is_caught_by_calloc() {
         "write after free",
         "malloc",
         At::Within(3000),
+    );
+}
+
+#[test]
+fn write_after_free_into_a_big_slot_is_caught_before_its_pages_are_dropped() {
+    // A 64 KiB block freed, written, and its thread gone: the drain returns the
+    // slot to its slab, which drops a big slot's pages. The check happens first.
+    expect_fault(
+        "write_after_free_released_big",
+        "",
+        "write after free",
+        "free",
+        At::Within(64 << 10),
+    );
+}
+
+#[test]
+fn write_after_free_is_caught_before_an_empty_slab_is_decommitted() {
+    // decommit=0: a slab is decommitted as soon as it is empty, here when the
+    // writer's thread exits and its cache drains.
+    expect_fault(
+        "write_after_free_released_slab",
+        "decommit=0",
+        "write after free",
+        "free",
+        At::Within(5000),
     );
 }
 
