@@ -488,6 +488,18 @@ static int heap_overflow_small(void) {
     return survived("one byte written past malloc(24)");
 }
 
+/* A linear overflow that runs on into the next slot (40 bytes past a 24-byte
+ * block): the canary between the two is damaged, so free reports it before the
+ * neighbour is ever handed out or read. */
+static int heap_overflow_into_neighbour(void) {
+    unsigned char *p = xmalloc(24);
+    memset(p, 1, 24);
+    announce(p);
+    memset((unsigned char *)launder(p) + 24, 0x41, 40);
+    free(p);
+    return survived("40 bytes written past malloc(24)");
+}
+
 /* realloc growing in place hands the overflowed slack bytes to the block: it must
  * check them first. */
 static int heap_overflow_realloc_grow(void) {
@@ -709,6 +721,19 @@ static int aligned_allocs(void) {
     void *v = valloc(10);
     check_aligned("valloc", 4096, 10, v);
     free(v);
+    /* pvalloc: a page-aligned block rounded up to whole pages (one for 0). Called
+     * through dlsym: glibc's header may no longer declare it. */
+    void *(*pvalloc_f)(size_t) = (void *(*)(size_t))need_symbol("pvalloc");
+    static const size_t pv[][2] = {{0, 4096}, {10, 4096}, {4096, 4096}, {4097, 8192}, {200000, 200704}};
+    for (size_t i = 0; i < sizeof pv / sizeof pv[0]; i++) {
+        void *m = pvalloc_f(opaque(pv[i][0]));
+        check_aligned("pvalloc", 4096, pv[i][1], m);
+        free(m);
+    }
+    errno = 0;
+    if (pvalloc_f(opaque(SIZE_MAX - 100)) != NULL || errno != ENOMEM) {
+        return fail("pvalloc(SIZE_MAX - 100) did not fail with ENOMEM");
+    }
     /* memalign follows glibc: other alignments round up to a power of two. */
     static const size_t odd[][2] = {{0, 1}, {3, 4}, {24, 32}, {48, 64}, {100, 128}};
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
@@ -910,6 +935,7 @@ static const struct named_case cases[] = {
     {"write_after_free_released_big", write_after_free_released_big},
     {"write_after_free_released_slab", write_after_free_released_slab},
     {"heap_overflow_small", heap_overflow_small},
+    {"heap_overflow_into_neighbour", heap_overflow_into_neighbour},
     {"heap_overflow_large", heap_overflow_large},
     {"heap_overflow_realloc_large_shrink", heap_overflow_realloc_large_shrink},
     {"heap_overflow_realloc_large_grow", heap_overflow_realloc_large_grow},

@@ -49,6 +49,7 @@ const ALL_CASES: &[&str] = &[
     "write_after_free_released_big",
     "write_after_free_released_slab",
     "heap_overflow_small",
+    "heap_overflow_into_neighbour",
     "heap_overflow_large",
     "heap_overflow_realloc_large_shrink",
     "heap_overflow_realloc_large_grow",
@@ -477,6 +478,17 @@ fn write_after_free_is_caught_before_an_empty_slab_is_decommitted() {
 fn heap_overflow_one_byte_past_small_block() {
     expect_fault(
         "heap_overflow_small",
+        "",
+        "heap overflow",
+        "free",
+        At::Within(32),
+    );
+}
+
+#[test]
+fn heap_overflow_into_the_next_slot_is_caught_at_free() {
+    expect_fault(
+        "heap_overflow_into_neighbour",
         "",
         "heap overflow",
         "free",
