@@ -33,6 +33,14 @@ const CACHE_CAP: usize = 64;
 /// Blocks at least this big ask for transparent huge pages.
 const HUGE: usize = 2 << 20;
 const RECENT: usize = 256;
+/// Freed blocks whose addresses stay reserved (inaccessible, no memory) after
+/// their mapping is given back: no new block lands on a just-freed address, so
+/// `free(p); q = malloc(n); free(p)` is reported as a double free instead of
+/// freeing `q` (the kernel hands a just-unmapped range straight back). Blocks
+/// kept in the cache have no such delay: the next block of a fitting size may
+/// be the one freed last (holding it back cost the large-block benchmark
+/// 6-11 %, 2026-11-25).
+const HELD: usize = 16;
 /// Sizes of recently unmapped blocks remembered to notice reuse.
 const GHOSTS: usize = 16;
 /// Most mappings with a guard page at once: each guarded block costs two kernel
@@ -61,6 +69,10 @@ struct State {
     live_bytes: usize,
     /// Cached (addr, map, guard) triples.
     cache: [(usize, usize, usize); CACHE_CAP],
+    /// Reserved ranges (addr, len) of the last blocks given back, oldest at
+    /// `held_pos` ([`HELD`]).
+    held: [(usize, usize); HELD],
+    held_pos: usize,
     /// Mappings (live or cached) that carry a guard page.
     guarded: usize,
     ncache: usize,
@@ -87,6 +99,8 @@ static LARGE: SpinLock<State> = SpinLock::new(State {
     live: 0,
     live_bytes: 0,
     cache: [(0, 0, 0); CACHE_CAP],
+    held: [(0, 0); HELD],
+    held_pos: 0,
     guarded: 0,
     ncache: 0,
     cache_bytes: 0,
@@ -235,6 +249,33 @@ impl State {
 unsafe fn unmap_block(addr: usize, map: usize, guard: usize) {
     // SAFETY: the caller guarantees the mapping is ours and unused.
     unsafe { os::unmap(addr as *mut u8, map + guard) };
+}
+
+/// Give back the mapping of a block just freed, keeping its addresses reserved
+/// for a while ([`HELD`]); the oldest held range is unmapped to make room.
+///
+/// # Safety
+/// The mapping is ours and nothing uses it.
+unsafe fn retire_block(addr: usize, map: usize, guard: usize) {
+    let len = map + guard;
+    // SAFETY: the caller guarantees the mapping is ours and unused.
+    if !unsafe { os::vacate(addr as *mut u8, len) } {
+        // SAFETY: as above.
+        unsafe { os::unmap(addr as *mut u8, len) };
+        return;
+    }
+    let old = {
+        let mut st = LARGE.lock();
+        let pos = st.held_pos;
+        let old = st.held[pos];
+        st.held[pos] = (addr, len);
+        st.held_pos = (pos + 1) % HELD;
+        old
+    };
+    if old.0 != 0 {
+        // SAFETY: a held range is a reservation of ours that nothing uses.
+        unsafe { os::unmap(old.0 as *mut u8, old.1) };
+    }
 }
 
 /// Whether a block of `map` bytes asks for transparent huge pages (and so starts
@@ -659,11 +700,11 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
         }
         if !fits {
             // SAFETY: as above, the block is ours and unused.
-            unsafe { unmap_block(addr, rec.map, rec.guard) };
+            unsafe { retire_block(addr, rec.map, rec.guard) };
         }
     } else {
-        // SAFETY: the block is ours and unused; unmapping drops its contents.
-        unsafe { unmap_block(addr, rec.map, rec.guard) };
+        // SAFETY: the block is ours and unused; giving it back drops its contents.
+        unsafe { retire_block(addr, rec.map, rec.guard) };
     }
 }
 

@@ -138,6 +138,28 @@ pub fn is_pipe_with_inode(fd: i32, ino: u64) -> bool {
     ok && st.st_mode & libc::S_IFMT == libc::S_IFIFO && st.st_ino == ino
 }
 
+/// Replace `[p, p+len)` by an inaccessible reservation: its pages go back to the
+/// OS, as with [`unmap`], but the addresses stay ours, so no new mapping lands
+/// there until [`unmap`]. False if the kernel refused (the range is unchanged).
+///
+/// # Safety
+/// The range is a page-aligned mapping of ours that nothing uses any more.
+pub unsafe fn vacate(p: *mut u8, len: usize) -> bool {
+    // SAFETY: MAP_FIXED replaces only `[p, p+len)`, which the caller guarantees is
+    // ours and unused; the result is checked against MAP_FAILED.
+    let q = unsafe {
+        libc::mmap(
+            p.cast(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    q != libc::MAP_FAILED
+}
+
 /// Unmap `[p, p+len)`.
 ///
 /// # Safety

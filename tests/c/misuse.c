@@ -272,6 +272,23 @@ static int double_free_large(void) {
     return survived("double free of a large block");
 }
 
+/* free(p); q = malloc(same size); free(p), with the large cache still closed:
+ * p's mapping is given back to the kernel, which would hand the same range to
+ * the next mmap, and the second free(p) would free q unseen. The allocator
+ * keeps a given-back range reserved for a while. */
+static int double_free_large_after_malloc(void) {
+    char *p = xmalloc(MIB);
+    memset(p, 1, MIB);
+    announce(p);
+    free_v(p);
+    char *q = xmalloc(MIB);
+    if (q == p) {
+        return survived("a freed large block's range was handed straight back");
+    }
+    free(launder(p));
+    return survived("double free of a large block after another malloc of its size");
+}
+
 /* The slab's pages are dropped between the two frees: the frontier it keeps
  * still says the slot was handed out, so the report says double free. */
 static int double_free_after_trim(void) {
@@ -915,6 +932,7 @@ static const struct named_case cases[] = {
     {"double_free_cross_thread", double_free_cross_thread},
     {"double_free_remote_then_owner", double_free_remote_then_owner},
     {"double_free_large", double_free_large},
+    {"double_free_large_after_malloc", double_free_large_after_malloc},
     {"double_free_after_trim", double_free_after_trim},
     {"free_global", free_global},
     {"free_stack", free_stack},

@@ -1,6 +1,6 @@
 //! The large-block cache (alloc/src/large.rs) keeps freed blocks mapped for
 //! reuse only once the program has shown it reuses them: a block freed once
-//! is unmapped (no resident copy for a reuse that never comes: sqlite's peak
+//! is given back (no resident copy for a reuse that never comes: sqlite's peak
 //! RSS 11.9 -> 10.2 MiB), blocks that keep coming back stay mapped for
 //! reuse (`tests/c/large_cache.c`, in a child process so that no other
 //! test's allocations change the allocator's state).

@@ -29,6 +29,7 @@ const ALL_CASES: &[&str] = &[
     "double_free_cross_thread",
     "double_free_remote_then_owner",
     "double_free_large",
+    "double_free_large_after_malloc",
     "double_free_after_trim",
     "free_global",
     "free_stack",
@@ -260,6 +261,19 @@ fn double_free_with_full_thread_cache() {
 fn double_free_from_another_thread() {
     expect_fault(
         "double_free_cross_thread",
+        "",
+        "double free",
+        "free",
+        At::Ptr,
+    );
+}
+
+#[test]
+fn double_free_of_a_large_block_after_a_malloc_of_its_size() {
+    // The first large free gives the mapping back (the cache is still closed);
+    // its range stays reserved, so the malloc in between gets another block.
+    expect_fault(
+        "double_free_large_after_malloc",
         "",
         "double free",
         "free",
