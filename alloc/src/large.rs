@@ -41,6 +41,10 @@ const RECENT: usize = 256;
 /// be the one freed last (holding it back cost the large-block benchmark
 /// 6-11 %, 2026-11-25).
 const HELD: usize = 16;
+/// Most address space the held ranges take (they hold no memory, but
+/// `RLIMIT_AS` counts them): a bigger block is unmapped at once. A mapping
+/// that fails gives every held range back and tries again.
+const HELD_BYTES: usize = 256 << 20;
 /// Sizes of recently unmapped blocks remembered to notice reuse.
 const GHOSTS: usize = 16;
 /// Most mappings with a guard page at once: each guarded block costs two kernel
@@ -69,10 +73,11 @@ struct State {
     live_bytes: usize,
     /// Cached (addr, map, guard) triples.
     cache: [(usize, usize, usize); CACHE_CAP],
-    /// Reserved ranges (addr, len) of the last blocks given back, oldest at
-    /// `held_pos` ([`HELD`]).
-    held: [(usize, usize); HELD],
-    held_pos: usize,
+    /// Reserved ranges (addr, len, order given back) of the last blocks given
+    /// back ([`HELD`]); addr 0 = empty entry.
+    held: [(usize, usize, u64); HELD],
+    held_seq: u64,
+    held_bytes: usize,
     /// Mappings (live or cached) that carry a guard page.
     guarded: usize,
     ncache: usize,
@@ -99,8 +104,9 @@ static LARGE: SpinLock<State> = SpinLock::new(State {
     live: 0,
     live_bytes: 0,
     cache: [(0, 0, 0); CACHE_CAP],
-    held: [(0, 0); HELD],
-    held_pos: 0,
+    held: [(0, 0, 0); HELD],
+    held_seq: 0,
+    held_bytes: 0,
     guarded: 0,
     ncache: 0,
     cache_bytes: 0,
@@ -251,31 +257,75 @@ unsafe fn unmap_block(addr: usize, map: usize, guard: usize) {
     unsafe { os::unmap(addr as *mut u8, map + guard) };
 }
 
-/// Give back the mapping of a block just freed, keeping its addresses reserved
-/// for a while ([`HELD`]); the oldest held range is unmapped to make room.
+/// Give back the mapping of a block just freed (or leaving the cache), keeping
+/// its addresses reserved for a while ([`HELD`], [`HELD_BYTES`]); the oldest
+/// held ranges are unmapped to make room.
 ///
 /// # Safety
 /// The mapping is ours and nothing uses it.
 unsafe fn retire_block(addr: usize, map: usize, guard: usize) {
     let len = map + guard;
+    // On failure (mapping count or memory at its limit) the range is unmapped
+    // as it was before this reserve existed. Linux replaces a MAP_FIXED range
+    // atomically since 6.12 (before, a failed call could leave it unmapped, and
+    // the unmap below could then hit a mapping another thread just made there;
+    // the common failure, the mapping count, fails before unmapping anything).
     // SAFETY: the caller guarantees the mapping is ours and unused.
-    if !unsafe { os::vacate(addr as *mut u8, len) } {
+    if len > HELD_BYTES || !unsafe { os::vacate(addr as *mut u8, len) } {
         // SAFETY: as above.
         unsafe { os::unmap(addr as *mut u8, len) };
         return;
     }
-    let old = {
+    let mut out = [(0usize, 0usize); HELD];
+    let mut n = 0;
+    {
         let mut st = LARGE.lock();
-        let pos = st.held_pos;
-        let old = st.held[pos];
-        st.held[pos] = (addr, len);
-        st.held_pos = (pos + 1) % HELD;
-        old
-    };
-    if old.0 != 0 {
-        // SAFETY: a held range is a reservation of ours that nothing uses.
-        unsafe { os::unmap(old.0 as *mut u8, old.1) };
+        // Room: a free entry and the byte cap, taking out the oldest first.
+        loop {
+            let free = st.held.iter().position(|h| h.0 == 0);
+            if free.is_some() && st.held_bytes + len <= HELD_BYTES {
+                break;
+            }
+            let Some(k) = (0..HELD)
+                .filter(|&k| st.held[k].0 != 0)
+                .min_by_key(|&k| st.held[k].2)
+            else {
+                break;
+            };
+            let (a, l, _) = st.held[k];
+            st.held[k] = (0, 0, 0);
+            st.held_bytes -= l;
+            out[n] = (a, l);
+            n += 1;
+        }
+        let k = st.held.iter().position(|h| h.0 == 0).unwrap_or(0);
+        let seq = st.held_seq;
+        st.held[k] = (addr, len, seq);
+        st.held_seq = seq + 1;
+        st.held_bytes += len;
     }
+    for &(a, l) in &out[..n] {
+        // SAFETY: a held range is a reservation of ours that nothing uses.
+        unsafe { os::unmap(a as *mut u8, l) };
+    }
+}
+
+/// Unmap every held range (a mapping failed, or malloc_trim); true if any.
+fn release_held() -> bool {
+    let ranges = {
+        let mut st = LARGE.lock();
+        let r = st.held;
+        st.held = [(0, 0, 0); HELD];
+        st.held_bytes = 0;
+        r
+    };
+    let mut any = false;
+    for &(a, l, _) in ranges.iter().filter(|r| r.0 != 0) {
+        // SAFETY: a held range is a reservation of ours that nothing uses.
+        unsafe { os::unmap(a as *mut u8, l) };
+        any = true;
+    }
+    any
 }
 
 /// Whether a block of `map` bytes asks for transparent huge pages (and so starts
@@ -313,7 +363,10 @@ fn map_new(map: usize, align: usize, guard: usize) -> *mut u8 {
     let Some(len) = map.checked_add(guard).and_then(|l| l.checked_add(extra)) else {
         return ptr::null_mut();
     };
-    let raw = os::map_rw(len);
+    let mut raw = os::map_rw(len);
+    if raw.is_null() && release_held() {
+        raw = os::map_rw(len);
+    }
     if raw.is_null() {
         return ptr::null_mut();
     }
@@ -696,7 +749,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
         drop(st);
         for &(a, m, g) in &evicted[..ne] {
             // SAFETY: evicted cache entries are mappings nobody uses.
-            unsafe { unmap_block(a, m, g) };
+            unsafe { retire_block(a, m, g) };
         }
         if !fits {
             // SAFETY: as above, the block is ours and unused.
@@ -922,7 +975,10 @@ pub(crate) fn trim() -> bool {
         // SAFETY: cached blocks are mappings nobody uses.
         unsafe { unmap_block(a, m, g) };
     }
-    n > 0
+    // The held ranges hold no memory, but trimming gives back address space
+    // too; the cached blocks just unmapped are not held (a trim is a point
+    // where the program asked for everything back).
+    release_held() || n > 0
 }
 
 /// (live large blocks, their bytes, cached bytes) for mallinfo.

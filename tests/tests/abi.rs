@@ -36,6 +36,33 @@ fn runs_under_a_small_address_space_limit() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1600000");
 }
 
+/// Freed large blocks keep their address ranges reserved for a while (to catch a
+/// double free after the range would have been reused); under `ulimit -v` those
+/// reservations must not starve new blocks: they are capped in bytes and given
+/// back when a mapping fails. 60 blocks of 50-250 MiB, one at a time, in 3 GB.
+#[test]
+fn large_block_churn_under_a_small_address_space_limit() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "ulimit -v 3000000 && exec python3 -c \
+             'print(sum(len(bytearray((50 + 37 * i % 200) << 20)) >> 20 for i in range(60)))'",
+        )
+        .env("LD_PRELOAD", engram_tests::malloc_so())
+        .output()
+        .expect("run python3 (apt-get install python3)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python3 failed under ulimit -v: {stderr}"
+    );
+    let want: u64 = (0..60u64).map(|i| 50 + 37 * i % 200).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        want.to_string()
+    );
+}
+
 /// A vfork child (Python's subprocess, posix_spawn) shares the parent's memory
 /// and skips the atfork handlers. When its exec fails it leaves through `_exit`:
 /// under `stats=1` it printed the parent's counters under its own pid and took
