@@ -1,5 +1,6 @@
 /* The glibc extensions of libengram_malloc.so, checked from C under LD_PRELOAD:
- * malloc_trim returns memory for real (RSS drops), mallinfo2/mallinfo report real
+ * freed slabs go back past the decommit budget and malloc_trim returns memory for
+ * real (RSS drops), mallinfo2/mallinfo report real
  * figures, mallopt refuses honestly. Exit 0 on success, 1 with a message otherwise. */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -44,6 +45,11 @@ int main(void) {
     if (old.uordblks <= 0) return fail("mallinfo.uordblks not positive");
     long rss_full = rss_kib();
     for (int i = 0; i < N; i++) free(blocks[i]);
+    /* Empty slabs past the `decommit` budget (2 per class) go back as they
+     * empty, without a trim. */
+    long rss_freed = rss_kib();
+    fprintf(stderr, "abi: rss %ld KiB -> %ld KiB after free, before trim\n", rss_full, rss_freed);
+    if (rss_freed > rss_full - 60 * 1024) return fail("freeing ~100 MiB of blocks gave nothing back before malloc_trim");
     if (malloc_trim(0) != 1) return fail("malloc_trim(0) released nothing");
     long rss_trimmed = rss_kib();
     struct mallinfo2 after = mallinfo2();
