@@ -73,10 +73,10 @@ struct State {
     live_bytes: usize,
     /// Cached (addr, map, guard) triples.
     cache: [(usize, usize, usize); CACHE_CAP],
-    /// Reserved ranges (addr, len, order given back) of the last blocks given
-    /// back ([`HELD`]); addr 0 = empty entry.
-    held: [(usize, usize, u64); HELD],
-    held_seq: u64,
+    /// Reserved ranges (addr, len) of the last blocks given back, oldest
+    /// first: `held[..nheld]` ([`HELD`]).
+    held: [(usize, usize); HELD],
+    nheld: usize,
     held_bytes: usize,
     /// Mappings (live or cached) that carry a guard page.
     guarded: usize,
@@ -104,8 +104,8 @@ static LARGE: SpinLock<State> = SpinLock::new(State {
     live: 0,
     live_bytes: 0,
     cache: [(0, 0, 0); CACHE_CAP],
-    held: [(0, 0, 0); HELD],
-    held_seq: 0,
+    held: [(0, 0); HELD],
+    nheld: 0,
     held_bytes: 0,
     guarded: 0,
     ncache: 0,
@@ -280,28 +280,19 @@ unsafe fn retire_block(addr: usize, map: usize, guard: usize) {
     let mut n = 0;
     {
         let mut st = LARGE.lock();
-        // Room: a free entry and the byte cap, taking out the oldest first.
-        loop {
-            let free = st.held.iter().position(|h| h.0 == 0);
-            if free.is_some() && st.held_bytes + len <= HELD_BYTES {
-                break;
-            }
-            let Some(k) = (0..HELD)
-                .filter(|&k| st.held[k].0 != 0)
-                .min_by_key(|&k| st.held[k].2)
-            else {
-                break;
-            };
-            let (a, l, _) = st.held[k];
-            st.held[k] = (0, 0, 0);
-            st.held_bytes -= l;
-            out[n] = (a, l);
+        // Room for one more under both caps, the oldest out first.
+        while st.nheld > 0 && (st.nheld == HELD || st.held_bytes + len > HELD_BYTES) {
+            let old = st.held[0];
+            let k = st.nheld;
+            st.held.copy_within(1..k, 0);
+            st.nheld = k - 1;
+            st.held_bytes -= old.1;
+            out[n] = old;
             n += 1;
         }
-        let k = st.held.iter().position(|h| h.0 == 0).unwrap_or(0);
-        let seq = st.held_seq;
-        st.held[k] = (addr, len, seq);
-        st.held_seq = seq + 1;
+        let k = st.nheld;
+        st.held[k] = (addr, len);
+        st.nheld = k + 1;
         st.held_bytes += len;
     }
     for &(a, l) in &out[..n] {
@@ -312,20 +303,18 @@ unsafe fn retire_block(addr: usize, map: usize, guard: usize) {
 
 /// Unmap every held range (a mapping failed, or malloc_trim); true if any.
 fn release_held() -> bool {
-    let ranges = {
+    let (ranges, n) = {
         let mut st = LARGE.lock();
-        let r = st.held;
-        st.held = [(0, 0, 0); HELD];
+        let taken = (st.held, st.nheld);
+        st.nheld = 0;
         st.held_bytes = 0;
-        r
+        taken
     };
-    let mut any = false;
-    for &(a, l, _) in ranges.iter().filter(|r| r.0 != 0) {
+    for &(a, l) in &ranges[..n] {
         // SAFETY: a held range is a reservation of ours that nothing uses.
         unsafe { os::unmap(a as *mut u8, l) };
-        any = true;
     }
-    any
+    n > 0
 }
 
 /// Whether a block of `map` bytes asks for transparent huge pages (and so starts

@@ -67,20 +67,16 @@ fn main() -> Result<(), engram_policy::Error> {
                 let (lo, hi) = hits
                     .iter()
                     .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+                let name = format!(
+                    "W{},S{}{}",
+                    cfg.window_factor,
+                    cfg.sharpness,
+                    if cfg.pays_its_write { "" } else { ",0" }
+                );
                 line += &if seeds == 1 {
-                    format!(
-                        "  W{},S{}{}: {mean:.2} ({last})",
-                        cfg.window_factor,
-                        cfg.sharpness,
-                        if cfg.pays_its_write { "" } else { ",0" }
-                    )
+                    format!("  {name}: {mean:.2} ({last})")
                 } else {
-                    format!(
-                        "  W{},S{}{}: {mean:.2} [{lo:.2}, {hi:.2}] over {seeds} seeds",
-                        cfg.window_factor,
-                        cfg.sharpness,
-                        if cfg.pays_its_write { "" } else { ",0" }
-                    )
+                    format!("  {name}: {mean:.2} [{lo:.2}, {hi:.2}] over {seeds} seeds")
                 };
             }
             println!("{line}");

@@ -15,16 +15,13 @@ fn trim_mallinfo_and_mallopt_tell_the_truth() {
     assert!(out.status.success(), "abi checks failed: {stderr}");
 }
 
-/// With the address space limited (`ulimit -v`, as under some batch schedulers and
-/// valgrind), the allocator shrinks its reservations instead of failing every malloc.
-#[test]
-fn runs_under_a_small_address_space_limit() {
+/// Run `python3 -c script` on the allocator under `ulimit -v 3000000` (3 GB of
+/// address space, as under some batch schedulers and valgrind); its stdout,
+/// trimmed, after asserting it succeeded.
+fn python_under_ulimit(script: &str) -> String {
     let out = Command::new("sh")
         .arg("-c")
-        .arg(
-            "ulimit -v 3000000 && exec python3 -c \
-             'd = {str(i): [i] * 8 for i in range(200000)}; print(sum(len(v) for v in d.values()))'",
-        )
+        .arg(format!("ulimit -v 3000000 && exec python3 -c '{script}'"))
         .env("LD_PRELOAD", engram_tests::malloc_so())
         .output()
         .expect("run python3 (apt-get install python3)");
@@ -33,7 +30,17 @@ fn runs_under_a_small_address_space_limit() {
         out.status.success(),
         "python3 failed under ulimit -v: {stderr}"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1600000");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// With the address space limited, the allocator shrinks its reservations
+/// instead of failing every malloc.
+#[test]
+fn runs_under_a_small_address_space_limit() {
+    let out = python_under_ulimit(
+        "d = {str(i): [i] * 8 for i in range(200000)}; print(sum(len(v) for v in d.values()))",
+    );
+    assert_eq!(out, "1600000");
 }
 
 /// Freed large blocks keep their address ranges reserved for a while (to catch a
@@ -42,25 +49,11 @@ fn runs_under_a_small_address_space_limit() {
 /// back when a mapping fails. 60 blocks of 50-250 MiB, one at a time, in 3 GB.
 #[test]
 fn large_block_churn_under_a_small_address_space_limit() {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "ulimit -v 3000000 && exec python3 -c \
-             'print(sum(len(bytearray((50 + 37 * i % 200) << 20)) >> 20 for i in range(60)))'",
-        )
-        .env("LD_PRELOAD", engram_tests::malloc_so())
-        .output()
-        .expect("run python3 (apt-get install python3)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "python3 failed under ulimit -v: {stderr}"
+    let out = python_under_ulimit(
+        "print(sum(len(bytearray((50 + 37 * i % 200) << 20)) >> 20 for i in range(60)))",
     );
     let want: u64 = (0..60u64).map(|i| 50 + 37 * i % 200).sum();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        want.to_string()
-    );
+    assert_eq!(out, want.to_string());
 }
 
 /// A vfork child (Python's subprocess, posix_spawn) shares the parent's memory

@@ -612,7 +612,9 @@ impl Policy for Reuse {
             }
             evicted.push(self.evict_at(i));
             // The victim's removal may have moved this entry back.
-            pos = self.table.find(req.id).expect("the requested id is known");
+            if self.table.at(pos).id != req.id || self.table.at(pos).v.is_vacant() {
+                pos = self.table.find(req.id).expect("the requested id is known");
+            }
         }
         self.table.at_mut(pos).res = self.residents.len() as u32;
         self.residents.push(Res::new(pos, &h));
