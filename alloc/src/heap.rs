@@ -1542,7 +1542,7 @@ pub(crate) fn trim() -> bool {
 /// The fault hook: count it and emit the report line if asked.
 pub(crate) fn on_fault() {
     COUNTERS.faults.fetch_add(1, Ordering::Relaxed);
-    report();
+    write_report(true);
 }
 
 static REPORTED: AtomicU8 = AtomicU8::new(0);
@@ -1556,13 +1556,20 @@ static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
 /// Write the report line once per process if `stats` is on.
 pub fn report() {
+    write_report(false);
+}
+
+/// The report line, at exit or (`fault`) just before the abort of a fault. A
+/// fault's report goes only to a descriptor other than stderr: the fault is the
+/// one line a fault writes to stderr (ALLOC_CONTRACT.md).
+fn write_report(fault: bool) {
     // A process that never allocated still reports (zeros): read the options here.
     let cfg = if STATE.load(Ordering::Acquire) == READY {
         g().cfg
     } else {
         env_config()
     };
-    if !cfg.stats {
+    if !cfg.stats || (fault && cfg.stats_fd == 2) {
         return;
     }
     let owner = OWNER_PID.load(Ordering::Relaxed);
@@ -1717,6 +1724,52 @@ mod tests {
             );
         }
         assert!(tried > 10, "only {tried} classes have slack");
+    }
+
+    /// A stray write into the out-of-band live map (here: a freed slot's live
+    /// byte set again while the slot waits in the thread cache) makes the
+    /// metadata contradict itself; the next malloc that hands that slot out
+    /// must report it and abort, not give out a slot the map calls live. Run
+    /// in a child process (this test binary, re-executed for this test only).
+    #[test]
+    fn a_corrupted_live_map_aborts_the_next_malloc() {
+        const CHILD: &str = "ENGRAM_TEST_CORRUPT_LIVE_MAP";
+        const NAME: &str = "heap::tests::a_corrupted_live_map_aborts_the_next_malloc";
+        if std::env::var_os(CHILD).is_some() {
+            assert!(ensure_init());
+            let gl = g();
+            let p = malloc(100);
+            eprintln!("child: ptr={:#x}", p as usize);
+            // quarantine=0: the slot goes straight to the top of the cache.
+            free(p, Op::Free, None);
+            let s = locate(p as usize - gl.base).expect("a slot");
+            live_byte(&gl.geom[s.class], s.slab, s.index).store(1, Ordering::Relaxed);
+            let q = malloc(100);
+            eprintln!("child: malloc returned {:#x} without a report", q as usize);
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("ENGRAM_MALLOC", "quarantine=0")
+            .output()
+            .expect("running the child");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "child stderr:\n{stderr}"
+        );
+        let ptr = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("child: ptr="))
+            .unwrap_or_else(|| panic!("no ptr line; child stderr:\n{stderr}"));
+        let want = format!("engram-malloc: fatal: metadata corruption in malloc() at {ptr}");
+        assert!(
+            stderr.lines().any(|l| l == want),
+            "expected `{want}`; child stderr:\n{stderr}"
+        );
     }
 
     /// A block that fills its slot up to the tail word has no fill byte: the

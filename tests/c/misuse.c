@@ -190,6 +190,82 @@ static size_t hold_until(const void *target, size_t size, size_t limit, int chec
     return found;
 }
 
+
+/* The mapping of /proc/self/maps that holds address `a`: its bounds and its
+ * permissions ("rw-p", "---p", ...). Returns 0 if no mapping holds it. */
+static int mapping_of(uintptr_t a, uintptr_t *lo, uintptr_t *hi, char perms[5]) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL) {
+        setup_failed("opening /proc/self/maps");
+    }
+    char line[512];
+    int found = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long l, h;
+        char p[5];
+        if (sscanf(line, "%lx-%lx %4s", &l, &h, p) == 3 && l <= a && a < h) {
+            *lo = l;
+            *hi = h;
+            memcpy(perms, p, 5);
+            found = 1;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Blocks of this size sit in slabs of a few dozen slots (a 64 KiB class), so
+ * SLAB_BLOCKS of them span several slabs. */
+#define SLAB_SIZE 60000
+#define SLAB_BLOCKS 100
+
+/* Allocates SLAB_BLOCKS blocks of SLAB_SIZE and returns how many distinct
+ * read-write mappings hold them; *low and *high get the lowest and highest
+ * block. Every mapping must be followed by an inaccessible page when
+ * `want_guard`. */
+static size_t slab_mappings(int want_guard, unsigned char **low, unsigned char **high) {
+    uintptr_t his[SLAB_BLOCKS];
+    unsigned char *blocks[SLAB_BLOCKS];
+    size_t n = 0;
+    *low = NULL;
+    *high = NULL;
+    /* All allocated first: a mapping read while later slabs were still to be
+     * committed would end short of where it ends once they are. */
+    for (size_t i = 0; i < SLAB_BLOCKS; i++) {
+        blocks[i] = xmalloc(SLAB_SIZE);
+    }
+    for (size_t i = 0; i < SLAB_BLOCKS; i++) {
+        unsigned char *p = blocks[i];
+        if (*low == NULL || p < *low) {
+            *low = p;
+        }
+        if (*high == NULL || p > *high) {
+            *high = p;
+        }
+        uintptr_t lo, hi;
+        char perms[5];
+        if (!mapping_of((uintptr_t)p, &lo, &hi, perms) || strncmp(perms, "rw", 2) != 0) {
+            fail("block %p is in no read-write mapping", (void *)p);
+        }
+        size_t j = 0;
+        while (j < n && his[j] != hi) {
+            j++;
+        }
+        if (j == n) {
+            his[n++] = hi;
+            uintptr_t glo, ghi;
+            char gperms[5];
+            if (want_guard &&
+                (!mapping_of(hi, &glo, &ghi, gperms) || strcmp(gperms, "---p") != 0)) {
+                fail("the slab mapping ending at 0x%lx is not followed by a guard page",
+                     (unsigned long)hi);
+            }
+        }
+    }
+    return n;
+}
+
 /* ---------------------------------------------------------------- misuse */
 
 static int double_free_immediate(void) {
@@ -616,6 +692,49 @@ static int large_guard_page(void) {
     return survived("a write one byte past a 1 MiB block");
 }
 
+
+/* A linear overflow off the last slot of a slab runs through the slab's slack
+ * into the guard page after it. */
+static int slab_guard_page(void) {
+    unsigned char *low, *high;
+    slab_mappings(1, &low, &high);
+    uintptr_t lo, hi;
+    char perms[5];
+    mapping_of((uintptr_t)high, &lo, &hi, perms);
+    announce(high);
+    volatile unsigned char *q = launder(high);
+    for (size_t i = 0; i <= hi - (uintptr_t)high; i++) {
+        q[i] = 0x41;
+    }
+    return survived("a linear overflow off the end of a slab");
+}
+
+/* With guard pages on, the blocks of several slabs lie in as many separate
+ * mappings, each followed by a guard page. */
+static int slab_guard_split(void) {
+    unsigned char *low, *high;
+    size_t n = slab_mappings(1, &low, &high);
+    if (n < 2) {
+        return fail("%d blocks of %d bytes lie in %zu mapping(s): expected several slabs",
+                    SLAB_BLOCKS, SLAB_SIZE, n);
+    }
+    return 0;
+}
+
+/* Run with guard=0,arenas=1: the slabs are adjacent with no guard page between
+ * them, so the blocks of several slabs lie in one mapping and a write runs
+ * from the lowest block to the end of the highest without a fault. */
+static int slab_guard_off(void) {
+    unsigned char *low, *high;
+    size_t n = slab_mappings(0, &low, &high);
+    if (n != 1) {
+        return fail("%d blocks of %d bytes lie in %zu mappings: a guard page between slabs?",
+                    SLAB_BLOCKS, SLAB_SIZE, n);
+    }
+    memset(launder(low), 0x41, (size_t)(high - low) + SLAB_SIZE);
+    return 0;
+}
+
 /* ------------------------------------------------- guarantees (exit 0) */
 
 static int malloc_zero_distinct(void) {
@@ -866,6 +985,31 @@ static int random_stride(void) {
     return fail("64 consecutive malloc(32) are all %ld bytes apart: no randomization", (long)d0);
 }
 
+/* Run with random=0: slots come in address order within each refill batch, so
+ * 64 consecutive malloc(32) show only a handful of distinct strides (with
+ * random slot choice they show dozens). */
+static int ordered_stride(void) {
+    intptr_t seen[63];
+    size_t distinct = 0;
+    uintptr_t prev = (uintptr_t)xmalloc(32);
+    for (size_t i = 0; i < 63; i++) {
+        uintptr_t a = (uintptr_t)xmalloc(32);
+        intptr_t d = (intptr_t)(a - prev);
+        prev = a;
+        size_t j = 0;
+        while (j < distinct && seen[j] != d) {
+            j++;
+        }
+        if (j == distinct) {
+            seen[distinct++] = d;
+        }
+    }
+    if (distinct > 4) {
+        return fail("64 consecutive malloc(32) show %zu distinct strides: randomized?", distinct);
+    }
+    return 0;
+}
+
 /* With a quarantine, a freed slot stays out of reach while nothing else is
  * freed, however many blocks of its size are allocated. */
 static int quarantine_holds(void) {
@@ -964,6 +1108,9 @@ static const struct named_case cases[] = {
     {"free_aligned_sized_wrong_alignment", free_aligned_sized_wrong_alignment},
     {"malloc_zero_write", malloc_zero_write},
     {"large_guard_page", large_guard_page},
+    {"slab_guard_page", slab_guard_page},
+    {"slab_guard_split", slab_guard_split},
+    {"slab_guard_off", slab_guard_off},
     {"malloc_zero_distinct", malloc_zero_distinct},
     {"impossible_sizes", impossible_sizes},
     {"posix_memalign_einval", posix_memalign_einval},
@@ -972,6 +1119,7 @@ static const struct named_case cases[] = {
     {"free_sized_ok", free_sized_ok},
     {"calloc_zero", calloc_zero},
     {"random_stride", random_stride},
+    {"ordered_stride", ordered_stride},
     {"quarantine_holds", quarantine_holds},
     {"quarantine_off_reuses", quarantine_off_reuses},
     {"zero_on_free", zero_on_free},

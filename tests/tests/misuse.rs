@@ -61,6 +61,9 @@ const ALL_CASES: &[&str] = &[
     "free_aligned_sized_wrong_alignment",
     "malloc_zero_write",
     "large_guard_page",
+    "slab_guard_page",
+    "slab_guard_split",
+    "slab_guard_off",
     "malloc_zero_distinct",
     "impossible_sizes",
     "posix_memalign_einval",
@@ -69,6 +72,7 @@ const ALL_CASES: &[&str] = &[
     "free_sized_ok",
     "calloc_zero",
     "random_stride",
+    "ordered_stride",
     "quarantine_holds",
     "quarantine_off_reuses",
     "zero_on_free",
@@ -182,6 +186,18 @@ fn expect_fault(case: &str, options: &str, kind: &str, op: &str, at: At) {
     }
 }
 
+/// Runs `case` and checks it exited with `code` (a check of the program failed,
+/// as it must under these options).
+fn expect_exit(case: &str, options: &str, code: i32) {
+    let o = run_case(case, options);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit {code} under `{options}`; {}",
+        o.describe()
+    );
+}
+
 /// Runs `case` and checks it died of `signal` (a guarded bad access).
 fn expect_signal(case: &str, options: &str, signal: i32) {
     let o = run_case(case, options);
@@ -233,6 +249,39 @@ fn every_c_case_is_tested() {
 #[test]
 fn double_free_immediate() {
     expect_fault("double_free_immediate", "", "double free", "free", At::Ptr);
+}
+
+/// With the report line on stderr (`stats=1`) a fault still writes one line
+/// there: the report is left out; to another descriptor it is written, counting
+/// the fault.
+#[test]
+fn a_fault_is_one_line_on_stderr_under_stats() {
+    expect_fault(
+        "double_free_immediate",
+        "stats=1",
+        "double free",
+        "free",
+        At::Ptr,
+    );
+    let o = run_case("double_free_immediate", "stats=1");
+    let ours: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("engram-malloc:"))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "expected one engram-malloc line; {}",
+        o.describe()
+    );
+    let o = run_case("double_free_immediate", "stats_fd=1");
+    let stdout = o.stderr.split_once("[stdout]\n").map_or("", |(_, out)| out);
+    assert!(
+        stdout.contains("engram-malloc: report pid=") && stdout.contains(" faults=1"),
+        "expected the report with faults=1 on stdout (stats_fd=1); {}",
+        o.describe()
+    );
 }
 
 #[test]
@@ -603,6 +652,23 @@ fn write_past_large_block_hits_guard_page() {
     expect_signal("large_guard_page", "", libc::SIGSEGV);
 }
 
+/// A linear overflow off the last slot of a slab faults on the guard page
+/// after the slab.
+#[test]
+fn write_off_the_end_of_a_slab_hits_guard_page() {
+    expect_signal("slab_guard_page", "", libc::SIGSEGV);
+}
+
+/// `guard=1` (the default) puts a guard page after every slab; `guard=0`
+/// leaves the slabs adjacent, and the same program sees one mapping and
+/// writes across slab boundaries unharmed.
+#[test]
+fn guard_switch_decides_the_pages_between_slabs() {
+    expect_ok("slab_guard_split", "arenas=1");
+    expect_ok("slab_guard_off", "guard=0,arenas=1");
+    expect_exit("slab_guard_off", "arenas=1", 1);
+}
+
 // -------------------------------------------------------------- guarantees
 
 #[test]
@@ -648,6 +714,14 @@ fn calloc_returns_zeroed_memory() {
 #[test]
 fn consecutive_small_blocks_are_randomized() {
     expect_ok("random_stride", "");
+}
+
+/// `random=0` turns the randomization off: the same allocations come in
+/// address order (a few distinct strides), which the default never shows.
+#[test]
+fn random_switch_decides_the_slot_order() {
+    expect_ok("ordered_stride", "random=0");
+    expect_exit("ordered_stride", "", 1);
 }
 
 #[test]
