@@ -276,6 +276,58 @@ unsafe fn retire_block(addr: usize, map: usize, guard: usize) {
         unsafe { os::unmap(addr as *mut u8, len) };
         return;
     }
+    hold(addr, len);
+}
+
+/// After mremap moved a block away from `addr` (`map` bytes, `guard` bytes of
+/// its old guard still mapped after them): reserve the old range again and
+/// hold it like a freed block's ([`retire_block`]), so that no new mapping
+/// lands on the stale address at once and a later free of it is reported,
+/// not taken for the new block's. If another thread's mapping took the range
+/// first, it is left alone (only the old guard is given back).
+///
+/// # Safety
+/// `[addr, addr+map)` is the range the block left (unmapped by the move) and
+/// the guard after it is ours and unused.
+unsafe fn hold_moved(addr: usize, map: usize, guard: usize) {
+    // SAFETY: MAP_FIXED_NOREPLACE maps only if the range is still free.
+    let q = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            map,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    let len = map + guard;
+    if q == addr as *mut libc::c_void && len <= HELD_BYTES {
+        hold(addr, len);
+        return;
+    }
+    // SAFETY: the old guard is ours; `q`, when mapped elsewhere (an old kernel
+    // took the address as a hint) or too big to hold, is our fresh reservation.
+    unsafe {
+        if q == addr as *mut libc::c_void {
+            os::unmap(addr as *mut u8, len);
+            return;
+        }
+        if q != libc::MAP_FAILED {
+            os::unmap(q.cast(), map);
+        }
+        if guard > 0 {
+            os::unmap((addr + map) as *mut u8, guard);
+        }
+    }
+}
+
+/// Record the reserved range `[addr, addr+len)` as held, the oldest held ranges
+/// unmapped to make room under [`HELD`] and [`HELD_BYTES`].
+fn hold(addr: usize, len: usize) {
     let mut out = [(0usize, 0usize); HELD];
     let mut n = 0;
     {
@@ -376,22 +428,38 @@ fn map_new(map: usize, align: usize, guard: usize) -> *mut u8 {
     start as *mut u8
 }
 
-/// Fill the canary from `size` to the end of its page.
+/// Where the canary of a block of `size` bytes in `map` RW bytes ends: the end
+/// of its last page; for a block of whole pages, none (the guard page follows)
+/// unless the mapping goes on past it (a cached mapping up to a quarter bigger
+/// than asked for, or a block shrunk in place), where the first word past the
+/// block is its canary: a linear overflow off its end writes it, and free finds
+/// it, as it would fault on a guard page right there.
+fn canary_end(size: usize, map: usize) -> usize {
+    let end = size.next_multiple_of(PAGE);
+    if end == size && map > size {
+        size + 8
+    } else {
+        end
+    }
+}
+
+/// Fill the canary of a block of `size` bytes in `map` RW bytes
+/// ([`canary_end`]).
 ///
 /// # Safety
-/// `[p, p + round_up(size, PAGE))` is writable and ours.
-unsafe fn write_canary(p: *mut u8, size: usize, pattern: u8) {
-    let end = size.next_multiple_of(PAGE);
-    // SAFETY: the caller guarantees the bounds.
+/// `[p, p + map)` is writable and ours.
+unsafe fn write_canary(p: *mut u8, size: usize, map: usize, pattern: u8) {
+    let end = canary_end(size, map);
+    // SAFETY: the caller guarantees the bounds; `end <= map`, 8-aligned.
     unsafe { fill_pattern(p.add(size), end - size, pattern) };
 }
 
-/// Check the canary from `size` to the end of its page.
+/// Check the canary of a block of `size` bytes in `map` RW bytes.
 ///
 /// # Safety
 /// As for [`write_canary`], readable.
-unsafe fn canary_ok(p: *mut u8, size: usize, pattern: u8) -> bool {
-    let end = size.next_multiple_of(PAGE);
+unsafe fn canary_ok(p: *mut u8, size: usize, map: usize, pattern: u8) -> bool {
+    let end = canary_end(size, map);
     // SAFETY: the caller guarantees the bounds.
     unsafe { has_pattern(p.add(size), end - size, pattern) }
 }
@@ -404,11 +472,12 @@ fn check_canary_for_realloc(
     st: SpinGuard<'_, State>,
     p: *mut u8,
     size: usize,
+    map: usize,
 ) -> SpinGuard<'_, State> {
     if let Some(pat) = canary_pattern() {
         // SAFETY: the block is live, owned by the caller during realloc, and its
-        // first `map` bytes (which hold the canary page) are RW.
-        if !unsafe { canary_ok(p, size, pat) } {
+        // first `map` bytes (which hold the canary) are RW.
+        if !unsafe { canary_ok(p, size, map, pat) } {
             drop(st);
             fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
         }
@@ -429,6 +498,9 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     }
     let mut st = LARGE.lock();
     let mut cached = st.take_cached(map, align);
+    // The old range of a cached block grown by moving it (to hold once the
+    // lock is dropped).
+    let mut moved = None;
     if cached.is_none() && !st.reuse {
         // A block of about this size was unmapped lately: blocks come back, so
         // start caching them.
@@ -443,7 +515,12 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
         if let Some((a, m, g)) = st.take_largest() {
             // SAFETY: a cached mapping is ours and unused.
             match unsafe { remap(&mut st, a as *mut u8, m, g, map) } {
-                Some((q, g)) => cached = Some((q as usize, map, g)),
+                Some((q, g2)) => {
+                    cached = Some((q as usize, map, g2));
+                    if q as usize != a {
+                        moved = Some((a, m, g));
+                    }
+                }
                 None => {
                     st.dropping(g);
                     // SAFETY: as above; it is no longer in the cache.
@@ -459,6 +536,10 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
         0
     };
     drop(st);
+    if let Some((a, m, g)) = moved {
+        // SAFETY: the block moved away from `[a, a+m)`; its old guard is ours.
+        unsafe { hold_moved(a, m, g) };
+    }
     let (p, map, guard) = match cached {
         Some((a, m, g)) => {
             let p = a as *mut u8;
@@ -481,8 +562,8 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
         }
     };
     if let Some(pat) = canary_pattern() {
-        // SAFETY: `size <= map`, the page end of `size` is inside the RW part.
-        unsafe { write_canary(p, size, pat) };
+        // SAFETY: `size <= map`: the canary lies inside the RW part.
+        unsafe { write_canary(p, size, map, pat) };
     }
     let mut st = LARGE.lock();
     if !st.insert(Rec {
@@ -671,7 +752,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
     }
     if let Some(pat) = canary_pattern() {
         // SAFETY: the block is live and its first `map` bytes are RW.
-        if !unsafe { canary_ok(p, rec.size, pat) } {
+        if !unsafe { canary_ok(p, rec.size, rec.map, pat) } {
             drop(st);
             fatal(Fault::HeapOverflow, op, addr);
         }
@@ -707,7 +788,8 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
             // Zero outside the lock: the block is unreachable for other threads
             // now. With zero=0 the block is reused as it is (calloc clears).
             // SAFETY: the block was ours and is no longer recorded as live.
-            unsafe { clear_pages(p, rec.size.next_multiple_of(PAGE)) };
+            // The canary may reach into the page after the block's last.
+            unsafe { clear_pages(p, canary_end(rec.size, rec.map).next_multiple_of(PAGE)) };
         }
         let mut st = LARGE.lock();
         let mut evicted = [(0usize, 0usize, 0usize); 4];
@@ -779,20 +861,23 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     if new > map || new <= map / 2 || new <= crate::size_class::MAX_SMALL {
         return false;
     }
-    st = check_canary_for_realloc(st, p, old);
-    let old_end = old.next_multiple_of(PAGE);
+    st = check_canary_for_realloc(st, p, old, map);
     let new_end = new.next_multiple_of(PAGE);
     // SAFETY: both ends are inside the block's `map` RW bytes and the block is live
     // and owned by the caller, who is not using it during realloc.
     unsafe {
         if new > old {
-            ptr::write_bytes(p.add(old), 0, old_end.min(new) - old);
-        } else if new_end < old_end {
-            // Freed at the next free only up to the new size: zero the rest now.
-            os::decommit(p.add(new_end), old_end - new_end);
+            ptr::write_bytes(p.add(old), 0, canary_end(old, map).min(new) - old);
+        } else {
+            // Freed at the next free only up to the new size's canary: zero the
+            // rest of the old block and its canary now.
+            let old_last = canary_end(old, map).next_multiple_of(PAGE);
+            if new_end < old_last {
+                os::decommit(p.add(new_end), old_last - new_end);
+            }
         }
         if let Some(pat) = canary_pattern() {
-            write_canary(p, new, pat);
+            write_canary(p, new, map, pat);
         }
     }
     st.slot_mut(i).size = new;
@@ -803,7 +888,9 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
 /// `new_map` bytes with mremap, moving its pages without copying, and put a guard
 /// page after the new end when the old one had one and that address is free
 /// (MAP_FIXED_NOREPLACE never clobbers a mapping). Returns the new address and
-/// guard length; None (mapping untouched) if the kernel refused.
+/// guard length; None (mapping untouched) if the kernel refused. When the block
+/// moved, its old range is free address space and its old guard is still
+/// mapped: the caller passes both to [`hold_moved`] once it has dropped the lock.
 ///
 /// # Safety
 /// `[p, p+map)` and its guard are a mapping of ours that nobody else uses now.
@@ -830,9 +917,8 @@ unsafe fn remap(
     if guard == 0 || q == p {
         return Some((q, guard));
     }
-    // The old guard page stayed behind.
-    // SAFETY: the old guard is our PROT_NONE page that nothing uses.
-    unsafe { os::unmap(p.add(map), guard) };
+    // The old guard page stayed behind: the caller holds it with the old range
+    // (`hold_moved`).
     let want = q.wrapping_add(new_map);
     // SAFETY: a new anonymous mapping that may not replace anything.
     let gp = unsafe {
@@ -894,14 +980,11 @@ unsafe fn remap_aligned(
         unsafe { os::unmap(res, len) };
         return None;
     }
-    // SAFETY: outside the block and its guard the reservation is unused; the old
-    // guard (if any) is our PROT_NONE page that stayed behind when the block
-    // moved; the new range is our block, madvise changes no data.
+    // SAFETY: outside the block and its guard the reservation is unused (the
+    // old guard, if any, stayed behind for the caller to hold: `hold_moved`);
+    // the new range is our block, madvise changes no data.
     unsafe {
         trim_mapping(res, len, dst, new_map + guard);
-        if guard > 0 {
-            os::unmap(p.add(map), guard);
-        }
         os::advise_huge(dst as *mut u8, new_map);
     }
     Some((dst as *mut u8, guard))
@@ -923,7 +1006,7 @@ pub(crate) fn grow_by_remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     if new_map <= rec.map || new_map > isize::MAX as usize / 2 {
         return ptr::null_mut();
     }
-    st = check_canary_for_realloc(st, p, old);
+    st = check_canary_for_realloc(st, p, old, rec.map);
     // SAFETY: `[p, p+map)` is the live block's RW mapping, owned by the caller
     // during realloc.
     let Some((q, guard)) = (unsafe { remap(&mut st, p, rec.map, rec.guard, new_map) }) else {
@@ -936,13 +1019,25 @@ pub(crate) fn grow_by_remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
         map: new_map,
         guard,
     });
+    let moved = q != p;
+    if moved {
+        // The old address is a freed one now: a later free or realloc of it is
+        // reported as such.
+        let pos = st.recent_pos;
+        st.recent[pos] = p as usize;
+        st.recent_pos = (pos + 1) % RECENT;
+    }
     drop(st);
-    // SAFETY: `[q, q+new_map)` is now the block; the old slack (canary) is inside
-    // the first `map` bytes and the grown part reads as zero.
+    if moved {
+        // SAFETY: the block moved away from `[p, p+map)`; its old guard is ours.
+        unsafe { hold_moved(p as usize, rec.map, rec.guard) };
+    }
+    // SAFETY: `[q, q+new_map)` is now the block; the old canary is inside the
+    // first `map` bytes and the grown part reads as zero.
     unsafe {
-        ptr::write_bytes(q.add(old), 0, old.next_multiple_of(PAGE) - old);
+        ptr::write_bytes(q.add(old), 0, canary_end(old, rec.map) - old);
         if let Some(pat) = canary_pattern() {
-            write_canary(q, new, pat);
+            write_canary(q, new, new_map, pat);
         }
     }
     add_in_use(new_map - rec.map);

@@ -352,6 +352,28 @@ static int double_free_large(void) {
  * p's mapping is given back to the kernel, which would hand the same range to
  * the next mmap, and the second free(p) would free q unseen. The allocator
  * keeps a given-back range reserved for a while. */
+/* realloc moves a large block (mremap): the old pointer is a freed one, and its
+ * range is not handed to the next block at once. */
+static int double_free_large_after_realloc_move(void) {
+    char *p = xmalloc(MIB);
+    memset(p, 1, MIB);
+    announce(p);
+    char *q = realloc_v(p, 4 * MIB);
+    if (q == NULL) {
+        return setup_failed("realloc to 4 MiB");
+    }
+    if (q == p) {
+        return setup_failed("realloc grew the block in place: nothing moved");
+    }
+    char *r = xmalloc(MIB);
+    memset(r, 7, MIB);
+    if (r == p) {
+        return survived("a large block's old range was handed out right after realloc moved it");
+    }
+    free(launder(p));
+    return survived("free of a large block's old address after realloc moved it");
+}
+
 static int double_free_large_after_malloc(void) {
     char *p = xmalloc(MIB);
     memset(p, 1, MIB);
@@ -692,6 +714,40 @@ static int large_guard_page(void) {
     return survived("a write one byte past a 1 MiB block");
 }
 
+
+/* A whole-pages block served from a bigger cached mapping has writable slack
+ * pages before its guard page: the first word past its end is its canary, so a
+ * linear overflow off its end is caught at free... */
+static int large_canary_cached(void) {
+    char *volatile a = xmalloc(MIB);
+    a[0] = 1;
+    free_v(a);
+    a = xmalloc(MIB); /* the large cache opens: a block of this size came back */
+    a[0] = 1;
+    free_v(a);
+    size_t n = 225 * 4096; /* 900 KiB from the cached 1 MiB mapping */
+    unsigned char *p = xmalloc(n);
+    memset(p, 1, n);
+    announce(p);
+    ((volatile unsigned char *)launder(p))[n] = 1;
+    free_v(p);
+    return survived("a write one byte past a whole-pages block served from the large cache");
+}
+
+/* ... or shrunk in place by realloc. */
+static int large_canary_shrunk(void) {
+    unsigned char *p = xmalloc(MIB);
+    memset(p, 1, MIB);
+    size_t n = 225 * 4096;
+    p = realloc_v(p, n);
+    if (p == NULL) {
+        return setup_failed("realloc shrink");
+    }
+    announce(p);
+    ((volatile unsigned char *)launder(p))[n] = 1;
+    free_v(p);
+    return survived("a write one byte past a whole-pages block shrunk by realloc");
+}
 
 /* A linear overflow off the last slot of a slab runs through the slab's slack
  * into the guard page after it. */
@@ -1077,6 +1133,7 @@ static const struct named_case cases[] = {
     {"double_free_remote_then_owner", double_free_remote_then_owner},
     {"double_free_large", double_free_large},
     {"double_free_large_after_malloc", double_free_large_after_malloc},
+    {"double_free_large_after_realloc_move", double_free_large_after_realloc_move},
     {"double_free_after_trim", double_free_after_trim},
     {"free_global", free_global},
     {"free_stack", free_stack},
@@ -1108,6 +1165,8 @@ static const struct named_case cases[] = {
     {"free_aligned_sized_wrong_alignment", free_aligned_sized_wrong_alignment},
     {"malloc_zero_write", malloc_zero_write},
     {"large_guard_page", large_guard_page},
+    {"large_canary_cached", large_canary_cached},
+    {"large_canary_shrunk", large_canary_shrunk},
     {"slab_guard_page", slab_guard_page},
     {"slab_guard_split", slab_guard_split},
     {"slab_guard_off", slab_guard_off},
