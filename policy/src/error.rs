@@ -19,7 +19,14 @@ pub enum Error {
         /// What was wrong with it.
         msg: String,
     },
-    /// The trace held no request at all.
+    /// A binary trace's record that cannot be right.
+    Record {
+        /// 1-based record number.
+        record: u64,
+        /// What was wrong with it.
+        msg: String,
+    },
+    /// The trace held no lookup (no request at all, or deletes only).
     EmptyTrace,
     /// A binary trace whose length is not a whole number of records.
     Truncated {
@@ -27,6 +34,8 @@ pub enum Error {
         trailing: usize,
         /// Size of one record.
         record: usize,
+        /// Whole records before the trailing bytes.
+        records: usize,
     },
     /// A configuration value is out of range (capacity zero, bad size spec).
     Config(String),
@@ -37,10 +46,15 @@ impl fmt::Display for Error {
         match self {
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Parse { line, msg } => write!(f, "line {line}: {msg}"),
-            Error::EmptyTrace => f.write_str("trace holds no request"),
-            Error::Truncated { trailing, record } => write!(
+            Error::Record { record, msg } => write!(f, "record {record}: {msg}"),
+            Error::EmptyTrace => f.write_str("trace holds no request (no read or write)"),
+            Error::Truncated {
+                trailing,
+                record,
+                records,
+            } => write!(
                 f,
-                "truncated trace: {trailing} trailing bytes after the last whole {record}-byte record"
+                "truncated trace: {trailing} trailing bytes after record {records}, the last whole {record}-byte record"
             ),
             Error::Config(msg) => write!(f, "bad configuration: {msg}"),
         }

@@ -152,3 +152,24 @@ fn regression_blank_first_line_before_the_header_of_a_file() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The format is detected from the first whole line, however the decompressor
+/// splits it: a file of two zstd frames, the first ending inside the header,
+/// is still a CacheLib kv trace (review finding: it was taken for Twitter).
+#[test]
+fn detection_reads_the_whole_first_line_across_zstd_frames() {
+    let csv = std::fs::read_to_string(path("cachelib/kv_traces_1.csv")).expect("kv trace");
+    let (a, b) = csv.split_at(9);
+    let mut bytes = zstd::encode_all(a.as_bytes(), 3).expect("zstd");
+    bytes.extend(zstd::encode_all(b.as_bytes(), 3).expect("zstd"));
+    let dir = std::env::temp_dir().join(format!("engram-readers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("kv_frames.csv.zst");
+    std::fs::write(&file, &bytes).expect("write");
+    let t = trace::read_path(&file);
+    std::fs::remove_dir_all(&dir).ok();
+    let t = t.expect("two-frame kv trace");
+    assert_eq!(t.format, Format::CacheLibKv);
+    let plain = trace::read_path(&path("cachelib/kv_traces_1.csv")).expect("kv trace");
+    assert_eq!(t.requests.len(), plain.requests.len());
+}

@@ -108,10 +108,22 @@ fn check(what: &str, input: &[u8], got: engram_policy::Result<Vec<Request>>) {
             );
             assert!(!msg.is_empty(), "{what}: empty message");
         }
-        Err(Error::Truncated { trailing, record }) => {
+        Err(Error::Truncated {
+            trailing,
+            record,
+            records,
+        }) => {
             assert_eq!(record, 24, "{what}");
             assert_eq!(trailing, input.len() % record, "{what}");
+            assert_eq!(records, input.len() / record, "{what}");
             assert!(trailing > 0, "{what}");
+        }
+        Err(Error::Record { record, msg }) => {
+            let records = (input.len() / 24) as u64;
+            assert!(
+                (1..=records).contains(&record),
+                "{what}: error on record {record} of {records}: {msg}"
+            );
         }
         Err(Error::EmptyTrace) => {}
         Err(e) => panic!("{what}: an error that says no line or record: {e:?}"),

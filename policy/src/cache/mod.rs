@@ -43,6 +43,11 @@ use crate::error::{Error, Result};
 use crate::tier::CostModel;
 use crate::types::{ObjectId, Request};
 
+/// The most objects a tier may be built for: far beyond any real tier, and
+/// low enough that every policy's capacity arithmetic (ghost lists, history
+/// windows, epochs: small multiples of the capacity) stays in range.
+pub const MAX_CAPACITY: usize = 1 << 40;
+
 /// What one access did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
@@ -227,10 +232,15 @@ impl PolicyKind {
         )))
     }
 
-    /// Build this policy with room for `capacity` objects.
+    /// Build this policy with room for `capacity` objects (1..=[`MAX_CAPACITY`]).
     pub fn build(self, capacity: usize) -> Result<Box<dyn Policy>> {
         if capacity == 0 {
             return Err(Error::Config("capacity must be at least one object".into()));
+        }
+        if capacity > MAX_CAPACITY {
+            return Err(Error::Config(format!(
+                "capacity {capacity} is over the most objects a tier may hold ({MAX_CAPACITY})"
+            )));
         }
         Ok(match self {
             PolicyKind::Lru => Box::new(Lru::new(capacity)),

@@ -424,7 +424,7 @@ impl Reuse {
     }
 
     fn prune_history(&mut self) {
-        let window = 8 * self.cap as u64;
+        let window = (self.cap as u64).saturating_mul(8);
         if self.now % window != 0 {
             return;
         }

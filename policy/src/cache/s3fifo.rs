@@ -34,7 +34,7 @@ impl S3Fifo {
         S3Fifo {
             cap,
             small_cap: (cap / 10).max(1),
-            ghost_cap: (cap * 9 / 10).max(1),
+            ghost_cap: (cap - cap / 10).max(1),
             small: List::default(),
             main: List::default(),
             ghost: List::default(),
@@ -137,7 +137,7 @@ impl Policy for S3Fifo {
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
         self.cap = capacity.max(1);
         self.small_cap = (self.cap / 10).max(1);
-        self.ghost_cap = (self.cap * 9 / 10).max(1);
+        self.ghost_cap = (self.cap - self.cap / 10).max(1);
         while self.len() > self.cap {
             self.evict(evicted);
         }

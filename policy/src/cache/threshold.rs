@@ -43,7 +43,7 @@ impl Threshold {
 
     fn age(&mut self) {
         self.ticks += 1;
-        if self.ticks >= EPOCH_FACTOR * self.cap as u64 {
+        if self.ticks >= EPOCH_FACTOR.saturating_mul(self.cap as u64) {
             self.ticks = 0;
             self.counts.retain(|_, c| {
                 *c /= 2;

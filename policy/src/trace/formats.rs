@@ -14,39 +14,87 @@ fn parse_err(line: u64, msg: impl Into<String>) -> Error {
     }
 }
 
-fn num<T: FromStr>(field: Option<&str>, what: &str, line: u64) -> Result<T> {
-    let f = field.ok_or_else(|| parse_err(line, format!("missing field `{what}`")))?;
-    f.trim()
-        .parse()
-        .map_err(|_| parse_err(line, format!("field `{what}` is not a number: {f:?}")))
+/// A field as an error message quotes it: at most 40 characters.
+fn quoted(f: &str) -> String {
+    const MAX: usize = 40;
+    match f.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{:?}... ({} bytes)", &f[..i], f.len()),
+        None => format!("{f:?}"),
+    }
 }
 
-/// Call `f(line_number, line)` for every non-blank line.
+fn num<T: FromStr>(field: Option<&str>, what: &str, line: u64) -> Result<T> {
+    let f = field.ok_or_else(|| parse_err(line, format!("missing field `{what}`")))?;
+    f.trim().parse().map_err(|_| {
+        parse_err(
+            line,
+            format!("field `{what}` is not a number: {}", quoted(f)),
+        )
+    })
+}
+
+/// Longest line a text trace may have (Mooncake's longest is under 3 KiB).
+pub const MAX_LINE: usize = 16 << 20;
+
+/// Most requests a trace may expand to: the simulator holds every request in
+/// memory (32 bytes each, 4 GiB at this limit). A few bytes of a `.lis` or
+/// CacheLib line can stand for thousands of requests, so a small corrupt file
+/// could otherwise ask for any amount of memory.
+pub const MAX_REQUESTS: usize = 1 << 27;
+
+/// Make room in `out` for `n` more requests of line `line`, or fail with a
+/// clear error (over [`MAX_REQUESTS`], or memory refused).
+fn room(out: &mut Vec<Request>, n: u64, line: u64) -> Result<()> {
+    let total = (out.len() as u64).saturating_add(n);
+    if total > MAX_REQUESTS as u64 {
+        return Err(parse_err(
+            line,
+            format!("the trace expands past {MAX_REQUESTS} requests, the most the simulator holds"),
+        ));
+    }
+    out.try_reserve(n as usize)
+        .map_err(|_| parse_err(line, format!("no memory for {total} requests")))
+}
+
+/// Call `f(line_number, line)` for every non-blank line (a byte-order mark
+/// opening the first line is dropped).
 fn for_lines(mut r: impl BufRead, mut f: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
     let mut buf = String::new();
     let mut n = 0u64;
     loop {
         buf.clear();
-        let got = r.read_line(&mut buf).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidData {
-                parse_err(n + 1, "not valid UTF-8")
-            } else {
-                Error::Io(e)
-            }
-        })?;
+        let got = std::io::Read::take(&mut r, MAX_LINE as u64 + 1)
+            .read_line(&mut buf)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    parse_err(n + 1, "not valid UTF-8")
+                } else {
+                    Error::Io(e)
+                }
+            })?;
         if got == 0 {
             return Ok(());
         }
         n += 1;
-        let line = buf.trim_end_matches(['\n', '\r']);
+        if got > MAX_LINE && !buf.ends_with('\n') {
+            return Err(parse_err(
+                n,
+                format!("line longer than {} MiB", MAX_LINE >> 20),
+            ));
+        }
+        let mut line = buf.trim_end_matches(['\n', '\r']);
+        if n == 1 {
+            line = line.trim_start_matches('\u{feff}');
+        }
         if !line.trim().is_empty() {
             f(n, line)?;
         }
     }
 }
 
+/// The requests, unless there is no lookup among them (empty, or deletes only).
 fn non_empty(v: Vec<Request>) -> Result<Vec<Request>> {
-    if v.is_empty() {
+    if v.iter().all(|r| r.op == Op::Delete) {
         Err(Error::EmptyTrace)
     } else {
         Ok(v)
@@ -78,7 +126,7 @@ pub fn parse_cloudphysics_csv(r: impl BufRead) -> Result<Vec<Request>> {
         let op = match f.next().map(str::trim) {
             Some("28") => Op::Read,
             Some("2a") | Some("2A") => Op::Write,
-            Some(o) => return Err(parse_err(n, format!("unknown SCSI opcode {o:?}"))),
+            Some(o) => return Err(parse_err(n, format!("unknown SCSI opcode {}", quoted(o)))),
             None => return Err(parse_err(n, "missing field `op`")),
         };
         let size: u64 = num(f.next(), "size", n)?;
@@ -86,6 +134,7 @@ pub fn parse_cloudphysics_csv(r: impl BufRead) -> Result<Vec<Request>> {
         if f.next().is_some() {
             return Err(parse_err(n, "more than 5 fields"));
         }
+        room(&mut out, 1, n)?;
         out.push(Request {
             time,
             id: lbn,
@@ -112,16 +161,32 @@ pub fn parse_oracle_general(mut r: impl BufRead) -> Result<Vec<Request>> {
         return Err(Error::Truncated {
             trailing,
             record: REC,
+            records: bytes.len() / REC,
         });
     }
-    let mut out = Vec::with_capacity(bytes.len() / REC);
-    for rec in bytes.chunks_exact(REC) {
+    let mut out = Vec::new();
+    room(&mut out, (bytes.len() / REC) as u64, 1)?;
+    for (i, rec) in bytes.chunks_exact(REC).enumerate() {
         let mut t = [0u8; 4];
         let mut id = [0u8; 8];
         let mut sz = [0u8; 4];
+        let mut next = [0u8; 8];
         t.copy_from_slice(&rec[0..4]);
         id.copy_from_slice(&rec[4..12]);
         sz.copy_from_slice(&rec[12..16]);
+        next.copy_from_slice(&rec[16..24]);
+        // The one field that can be checked: the position of the next request
+        // for the same object, after this one, or -1 for none. Random bytes
+        // fail it at once.
+        let next = i64::from_le_bytes(next);
+        if next != -1 && next <= i as i64 {
+            return Err(Error::Record {
+                record: i as u64 + 1,
+                msg: format!(
+                    "next_access_vtime {next} is neither -1 nor after the record: not an oracleGeneral trace?"
+                ),
+            });
+        }
         out.push(Request::read(
             u64::from(u32::from_le_bytes(t)),
             u64::from_le_bytes(id),
@@ -134,7 +199,8 @@ pub fn parse_oracle_general(mut r: impl BufRead) -> Result<Vec<Request>> {
 /// ARC `.lis`: `start count ignore reqno` per line, expanded to `count`
 /// consecutive 512-byte blocks; time = `reqno`.
 pub fn parse_arc_lis(r: impl BufRead) -> Result<Vec<Request>> {
-    const MAX_EXTENT: u64 = 1 << 24;
+    // 32 MiB of 512-byte blocks in one request (the ARC traces' largest is 128).
+    const MAX_EXTENT: u64 = 1 << 16;
     let mut out = Vec::new();
     for_lines(r, |n, line| {
         let mut f = line.split_ascii_whitespace();
@@ -151,6 +217,7 @@ pub fn parse_arc_lis(r: impl BufRead) -> Result<Vec<Request>> {
         let end = start
             .checked_add(count)
             .ok_or_else(|| parse_err(n, "block range overflows u64"))?;
+        room(&mut out, count, n)?;
         out.extend((start..end).map(|b| Request::read(reqno, b, 512)));
         Ok(())
     })?;
@@ -172,10 +239,14 @@ pub fn parse_mooncake(r: impl BufRead, block_bytes: u32) -> Result<Vec<Request>>
             .get("hash_ids")
             .and_then(serde_json::Value::as_array)
             .ok_or_else(|| parse_err(n, "missing `hash_ids` array"))?;
+        room(&mut out, ids.len() as u64, n)?;
         for id in ids {
-            let id = id
-                .as_u64()
-                .ok_or_else(|| parse_err(n, format!("hash id {id} is not a u64")))?;
+            let id = id.as_u64().ok_or_else(|| {
+                parse_err(
+                    n,
+                    format!("hash id {} is not a u64", quoted(&id.to_string())),
+                )
+            })?;
             out.push(Request::read(time, id, block_bytes));
         }
         Ok(())
@@ -195,7 +266,10 @@ fn op_from_name(name: &str, line: u64) -> Result<Op> {
     } else if lower.starts_with("delete") {
         Ok(Op::Delete)
     } else {
-        Err(parse_err(line, format!("unknown operation {name:?}")))
+        Err(parse_err(
+            line,
+            format!("unknown operation {}", quoted(name)),
+        ))
     }
 }
 
@@ -217,12 +291,14 @@ fn columns(header: &str, want: &[&str], line: u64) -> Result<Vec<usize>> {
 }
 
 fn push_repeated(out: &mut Vec<Request>, req: Request, count: u64, line: u64) -> Result<()> {
-    if !(1..=1_000_000).contains(&count) {
+    const MAX_COUNT: u64 = 1 << 16;
+    if !(1..=MAX_COUNT).contains(&count) {
         return Err(parse_err(
             line,
-            format!("op_count {count} outside 1..=1000000"),
+            format!("op_count {count} outside 1..={MAX_COUNT}"),
         ));
     }
+    room(out, count, line)?;
     out.extend(std::iter::repeat_n(req, count as usize));
     Ok(())
 }
@@ -247,7 +323,7 @@ pub fn parse_cachelib_kv(r: impl BufRead) -> Result<Vec<Request>> {
         let time: u64 = num(get(0), "op_time", n)?;
         let key = get(1).ok_or_else(|| parse_err(n, "missing field `key`"))?;
         let key_size: u64 = num(get(2), "key_size", n)?;
-        let op = op_from_name(get(3).unwrap_or(""), n)?;
+        let op = op_from_name(get(3).ok_or_else(|| parse_err(n, "missing field `op`"))?, n)?;
         let count: u64 = num(get(4), "op_count", n)?;
         let size: u64 = num(get(5), "size", n)?;
         let req = Request {
@@ -282,13 +358,13 @@ pub fn parse_cachelib_block(r: impl BufRead) -> Result<Vec<Request>> {
         let time: u64 = num(get(0), "op_time", n)?;
         let key = get(1).ok_or_else(|| parse_err(n, "missing field `block_id`"))?;
         let size: u64 = num(get(2), "io_size", n)?;
-        let name = get(3).unwrap_or("");
+        let name = get(3).ok_or_else(|| parse_err(n, "missing field `op_name`"))?;
         let op = if name.starts_with("getChunkData") {
             Op::Read
         } else if name.starts_with("putChunk") {
             Op::Write
         } else {
-            return Err(parse_err(n, format!("unknown op_name {name:?}")));
+            return Err(parse_err(n, format!("unknown op_name {}", quoted(name))));
         };
         let count: u64 = num(get(4), "op_count", n)?;
         let req = Request {
@@ -311,7 +387,11 @@ pub fn parse_twitter(r: impl BufRead) -> Result<Vec<Request>> {
         // Keys may contain commas: take the 5 numeric/op fields from the right.
         let mut rf = line.rsplitn(6, ',');
         let _ttl: i64 = num(rf.next(), "ttl", n)?;
-        let op = op_from_name(rf.next().unwrap_or(""), n)?;
+        let op = op_from_name(
+            rf.next()
+                .ok_or_else(|| parse_err(n, "missing field `operation`"))?,
+            n,
+        )?;
         let _client: u64 = num(rf.next(), "client_id", n)?;
         let value_size: u64 = num(rf.next(), "value_size", n)?;
         let key_size: u64 = num(rf.next(), "key_size", n)?;
@@ -322,6 +402,7 @@ pub fn parse_twitter(r: impl BufRead) -> Result<Vec<Request>> {
             .split_once(',')
             .ok_or_else(|| parse_err(n, "missing field `key`"))?;
         let time: u64 = num(Some(ts), "timestamp", n)?;
+        room(&mut out, 1, n)?;
         out.push(Request {
             time,
             id: hash_key(key),
@@ -337,6 +418,59 @@ pub fn parse_twitter(r: impl BufRead) -> Result<Vec<Request>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review findings (2026-11-25): a few bytes must not expand to any
+    /// amount of memory, a long line must not be read whole, an error must not
+    /// echo a megabyte field, and a row short of its operation says so.
+    #[test]
+    fn bad_input_is_bounded_and_named() {
+        // Per-line expansion caps, with the line number.
+        let e = parse_arc_lis("1 1 0 0\n0 65537 0 0\n".as_bytes()).unwrap_err();
+        assert_eq!(line_of(e), 2);
+        let kv = "op_time,key,key_size,op,op_count,size\n1,k,4,GET,65537,10\n";
+        assert_eq!(line_of(parse_cachelib_kv(kv.as_bytes()).unwrap_err()), 2);
+        // The total cap fails before allocating.
+        let e = room(&mut Vec::new(), MAX_REQUESTS as u64 + 1, 7).unwrap_err();
+        assert!(
+            e.to_string().starts_with("line 7: the trace expands past"),
+            "{e}"
+        );
+        // A line past MAX_LINE is refused without reading it all.
+        let long = format!("1 1 0 0\n{}", "1".repeat(MAX_LINE + 10));
+        let e = parse_arc_lis(long.as_bytes()).unwrap_err();
+        assert_eq!(e.to_string(), "line 2: line longer than 16 MiB");
+        // A huge bad field is quoted short.
+        let big = format!("{} 1 0 0\n", "9".repeat(100_000));
+        let msg = parse_arc_lis(big.as_bytes()).unwrap_err().to_string();
+        assert!(msg.len() < 200 && msg.contains("100000 bytes"), "{msg}");
+        // A kv row without its `op` field.
+        let kv = "op_time,key,key_size,op,op_count,size\n1,k,4\n";
+        let msg = parse_cachelib_kv(kv.as_bytes()).unwrap_err().to_string();
+        assert_eq!(msg, "line 2: missing field `op`");
+        // Deletes only: nothing to look up.
+        let kv = "op_time,key,key_size,op,op_count,size\n1,k,4,DELETE,1,0\n";
+        assert!(matches!(
+            parse_cachelib_kv(kv.as_bytes()),
+            Err(Error::EmptyTrace)
+        ));
+        // A byte-order mark before a headerless Twitter line.
+        let tw = "\u{feff}0,key,3,10,1,get,0\n";
+        assert_eq!(parse_twitter(tw.as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn oracle_general_checks_next_access() {
+        let mut b = Vec::new();
+        for (id, next) in [(10u64, 2i64), (11, -1), (10, 0)] {
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&id.to_le_bytes());
+            b.extend_from_slice(&512u32.to_le_bytes());
+            b.extend_from_slice(&next.to_le_bytes());
+        }
+        let e = parse_oracle_general(&b[..]).unwrap_err();
+        assert!(matches!(e, Error::Record { record: 3, .. }), "{e}");
+        assert_eq!(parse_oracle_general(&b[..48]).unwrap().len(), 2);
+    }
 
     fn line_of(e: Error) -> u64 {
         match e {
@@ -390,7 +524,8 @@ mod tests {
                 e,
                 Error::Truncated {
                     trailing: 6,
-                    record: 24
+                    record: 24,
+                    records: 1,
                 }
             ),
             "{e}"

@@ -97,20 +97,33 @@ pub fn detect(path: &Path, first_line: &str) -> Result<Format> {
 pub fn read_path(path: &Path) -> Result<Trace> {
     let file = File::open(path)?;
     let compressed = path.extension().is_some_and(|e| e == "zst");
-    let reader: Box<dyn Read> = if compressed {
+    let mut raw: Box<dyn Read> = if compressed {
         Box::new(zstd::stream::read::Decoder::new(file)?)
     } else {
         Box::new(file)
     };
-    let mut reader = BufReader::with_capacity(1 << 16, reader);
     // The first line with text decides: the parsers skip blank lines, so a
-    // file opening with one must be detected by what follows it.
-    let first = String::from_utf8_lossy(reader.fill_buf()?)
+    // file opening with one must be detected by what follows it. Read until
+    // that line is whole (one read of a decompressor may end anywhere, at a
+    // frame boundary say), at most 64 KiB, then hand the parser those bytes
+    // followed by the rest.
+    const HEAD_MAX: usize = 64 << 10;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while head.len() < HEAD_MAX && !has_whole_text_line(&head) {
+        let n = raw.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let first = String::from_utf8_lossy(&head)
         .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .to_owned();
     let format = detect(path, &first)?;
+    let reader = BufReader::with_capacity(1 << 16, std::io::Cursor::new(head).chain(raw));
     let mut requests = parse(format, reader)?;
     annotate_next_access(&mut requests);
     let name = path
@@ -123,6 +136,17 @@ pub fn read_path(path: &Path) -> Result<Trace> {
         format,
         requests,
     })
+}
+
+/// True if `head` holds a newline-terminated line with something besides
+/// white space on it.
+fn has_whole_text_line(head: &[u8]) -> bool {
+    let Some(last_nl) = head.iter().rposition(|&b| b == b'\n') else {
+        return false;
+    };
+    head[..last_nl]
+        .split(|&b| b == b'\n')
+        .any(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
 }
 
 /// Parse `reader` as `format`.
