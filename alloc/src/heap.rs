@@ -37,7 +37,7 @@ use crate::fault::{Fault, Line, Op, fatal};
 use crate::size_class::{
     MAX_SMALL, NCLASS, REGION_SHIFT, class_of, slab_bytes, slot_size, slots_per_slab, stride_shift,
 };
-use crate::sync::{AtomicU8, AtomicU32, Ordering, SpinLock, clear_live, mark_live};
+use crate::sync::{AtomicU8, AtomicU32, LIVE, Ordering, SpinLock, UNUSED, clear_live, mark_live};
 // The heap is never built under loom; its counters use core atomics directly.
 use crate::{large, os, tls};
 
@@ -599,16 +599,11 @@ fn locate(off: usize) -> Result<Slot, Fault> {
     })
 }
 
-/// Why a slot's live bit was clear: never handed out (at or above the frontier,
-/// which is 0 in a slab never committed) or freed.
-fn not_live_fault(s: &Slot, freed: Fault) -> Fault {
-    let gm = &g().geom[s.class];
-    // SAFETY: `s.slab < max_slabs` (a region offset shifted by the stride), inside
-    // the class's meta array, which is mapped RW whole.
-    let frontier = unsafe { &*gm.meta.add(s.slab as usize) }
-        .frontier
-        .load(Ordering::Relaxed);
-    if s.index >= frontier {
+/// Why a slot was not live, from its live byte: never handed out (an invalid
+/// pointer: a slot of a slab never used, or one sitting unused in a cache) or
+/// freed (`freed`).
+fn not_live_fault(state: u8, freed: Fault) -> Fault {
+    if state == UNUSED {
         Fault::InvalidPointer
     } else {
         freed
@@ -1063,7 +1058,7 @@ fn claim_in(c: usize, a: usize, out: &mut [Claimed], rng: u64) -> usize {
 /// Return slots (region offsets) of class `c` to the arenas owning their slabs,
 /// each under its own lock: a remote free goes back to its owner, never through a
 /// lock shared by the whole class.
-fn release(c: usize, offs: &[u32]) {
+fn release(c: usize, offs: &[u32], op: Op) {
     let gl = g();
     let gm = &gl.geom[c];
     // The class's budget of empty slabs kept committed, shared by its arenas.
@@ -1081,7 +1076,7 @@ fn release(c: usize, offs: &[u32]) {
                 // SAFETY: the slot is committed and ours alone (free, in no cache).
                 let clean = unsafe { slot_is_zero(p as *mut u8, gm.slot as usize) };
                 if !clean {
-                    fatal(Fault::WriteAfterFree, Op::Free, p);
+                    fatal(Fault::WriteAfterFree, op, p);
                 }
             }
             let start = p.next_multiple_of(os::PAGE);
@@ -1110,13 +1105,13 @@ fn release(c: usize, offs: &[u32]) {
                 Ok(Some(s)) => {
                     if let Err(at) = decommit_slab(gl, c, first + s) {
                         drop(central);
-                        fatal(Fault::WriteAfterFree, Op::Free, at);
+                        fatal(Fault::WriteAfterFree, op, at);
                     }
                     central.decommitted(&mut view, s);
                 }
                 Err(_) => {
                     drop(central);
-                    fatal(Fault::MetadataCorruption, Op::Free, slot_addr(gl, c, off))
+                    fatal(Fault::MetadataCorruption, op, slot_addr(gl, c, off))
                 }
             }
         }
@@ -1238,11 +1233,12 @@ extern "C" fn thread_exit(_: *mut libc::c_void) {
     // SAFETY: this thread's cache; switching to BYPASS first means frees made by
     // later TLS destructors go straight to the central state.
     unsafe { (*t).state = T_BYPASS };
-    drain(t);
+    drain(t, Op::Free);
 }
 
-/// Return every cached and quarantined slot of this thread to the central state.
-fn drain(t: *mut ThreadCache) {
+/// Return every cached and quarantined slot of this thread to the central state;
+/// a fault found on the way is reported as found in `op`.
+fn drain(t: *mut ThreadCache, op: Op) {
     let gl = g();
     // SAFETY: this thread's cache; `release` does not touch it.
     unsafe {
@@ -1253,14 +1249,14 @@ fn drain(t: *mut ThreadCache) {
             let p = (*t).quarantine[i];
             let off = p - gl.base;
             let (c, ro) = split_off(gl, off);
-            release(c, &[ro]);
+            release(c, &[ro], op);
         }
         for c in 0..NCLASS {
             let n = (*t).count[c] as usize;
             (*t).count[c] = 0;
             if n > 0 {
                 let slots = (*t).slots[c];
-                release(c, &slots[..n]);
+                release(c, &slots[..n], op);
             }
         }
     }
@@ -1285,8 +1281,9 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<(usize, usize)>) {
         Err(f) => fatal(f, op, p as usize),
     };
     let gm = &gl.geom[s.class];
-    if !clear_live(live_byte(gm, s.slab, s.index)) {
-        fatal(not_live_fault(&s, Fault::DoubleFree), op, p as usize);
+    let was = clear_live(live_byte(gm, s.slab, s.index));
+    if was != LIVE {
+        fatal(not_live_fault(was, Fault::DoubleFree), op, p as usize);
     }
     if s.class != 0 {
         let slot = gm.slot as usize;
@@ -1324,7 +1321,7 @@ fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
     // re-enter (flush/release do not touch the cache).
     unsafe {
         if (*t).state != T_ACTIVE {
-            release(c, &[off]);
+            release(c, &[off], Op::Free);
             COUNTERS.frees.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -1381,7 +1378,7 @@ fn flush(t: *mut ThreadCache, c: usize) {
         let n = (*t).count[c] as usize;
         let k = n.div_ceil(2);
         let batch = (*t).slots[c];
-        release(c, &batch[..k]);
+        release(c, &batch[..k], Op::Free);
         (*t).slots[c].copy_within(k..n, 0);
         (*t).count[c] = (n - k) as u8;
     }
@@ -1404,8 +1401,9 @@ pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
         Err(f) => fatal(f, op, p as usize),
     };
     let gm = &gl.geom[s.class];
-    if live_byte(gm, s.slab, s.index).load(Ordering::Acquire) == 0 {
-        fatal(not_live_fault(&s, Fault::UseAfterFree), op, p as usize);
+    let state = live_byte(gm, s.slab, s.index).load(Ordering::Acquire);
+    if state != LIVE {
+        fatal(not_live_fault(state, Fault::UseAfterFree), op, p as usize);
     }
     if s.class == 0 {
         return 0;
@@ -1504,7 +1502,7 @@ pub(crate) fn trim() -> bool {
     let t = tc();
     // SAFETY: this thread's cache.
     if unsafe { (*t).state } == T_ACTIVE {
-        drain(t);
+        drain(t, Op::Trim);
     }
     let gl = g();
     let mut released = false;

@@ -22,7 +22,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use crate::central::{Central, Claimed, NONE, SlabMeta, Slabs};
-use crate::sync::{AtomicU8, Ordering, SpinLock, clear_live, mark_live};
+use crate::sync::{AtomicU8, LIVE, Ordering, SpinLock, clear_live, mark_live};
 
 const NSLOTS: u32 = 4;
 const MAX_SLABS: usize = 2;
@@ -117,7 +117,7 @@ fn loom_refill_and_flush_never_hand_a_slot_out_twice() {
                         );
                     }
                     for c in &batch[..n] {
-                        assert!(clear_live(&live[(c.slab * NSLOTS + c.slot) as usize]));
+                        assert_eq!(clear_live(&live[(c.slab * NSLOTS + c.slot) as usize]), LIVE);
                     }
                     let mut g = class.lock();
                     for c in &batch[..n] {
@@ -150,7 +150,7 @@ fn loom_remote_free_returns_the_slot_exactly_once() {
             let live = live.clone();
             thread::spawn(move || {
                 // Remote free: clear the live bit, then flush from this thread's cache.
-                assert!(clear_live(&live));
+                assert_eq!(clear_live(&live), LIVE);
                 class.lock().release(block);
             })
         };
@@ -194,7 +194,7 @@ fn loom_remote_free_goes_home_to_the_owning_arena() {
                 // the block it frees to arena 0, which owns it.
                 let mut mine = [EMPTY; 2];
                 let n = arenas[1].lock().claim(&mut mine);
-                assert!(clear_live(&live));
+                assert_eq!(clear_live(&live), LIVE);
                 arenas[0].lock().release(block);
                 let mut g = arenas[1].lock();
                 for c in &mine[..n] {
@@ -237,7 +237,7 @@ fn loom_concurrent_double_free_is_seen_by_exactly_one_thread() {
         let b = clear_live(&live);
         let a = a.join().unwrap();
         assert!(
-            a ^ b,
+            (a == LIVE) ^ (b == LIVE),
             "exactly one free succeeds, the other reports a double free"
         );
     });

@@ -8,18 +8,23 @@
 //! `loom_models`.
 
 #[cfg(not(engram_loom))]
-pub(crate) use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 #[cfg(engram_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 
 use core::cell::UnsafeCell;
 
 /// A spin-then-yield lock protecting a `T`.
 ///
 /// Invariant: `state` is 1 exactly while one `SpinGuard` (or a `force_lock` without
-/// its `force_unlock`) exists; `value` is reached only then.
+/// its `force_unlock`) exists; `value` is reached only then. While a `force_lock`
+/// holds it, the thread that called it (`forker`) may take nested guards, one at
+/// a time (no code path takes a lock it already holds).
 pub struct SpinLock<T> {
     state: AtomicU32,
+    /// The thread holding the lock through [`force_lock`](Self::force_lock)
+    /// (the forking thread, from the fork prepare handler), 0 otherwise.
+    forker: AtomicUsize,
     value: UnsafeCell<T>,
 }
 
@@ -35,6 +40,7 @@ impl<T> SpinLock<T> {
     pub const fn new(value: T) -> Self {
         SpinLock {
             state: AtomicU32::new(0),
+            forker: AtomicUsize::new(0),
             value: UnsafeCell::new(value),
         }
     }
@@ -44,6 +50,7 @@ impl<T> SpinLock<T> {
     pub fn new(value: T) -> Self {
         SpinLock {
             state: AtomicU32::new(0),
+            forker: AtomicUsize::new(0),
             value: UnsafeCell::new(value),
         }
     }
@@ -56,14 +63,29 @@ impl<T> SpinLock<T> {
             .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            self.lock_contended();
+            return self.lock_contended();
         }
-        SpinGuard { lock: self }
+        SpinGuard {
+            lock: self,
+            nested: false,
+        }
     }
 
     #[cold]
     #[inline(never)]
-    fn lock_contended(&self) {
+    fn lock_contended(&self) -> SpinGuard<'_, T> {
+        // The forking thread holds every lock between the fork prepare handler
+        // and fork's return; a prepare handler registered before ours (by a
+        // library whose constructor ran before engram's) runs after ours and
+        // may allocate. That thread uses the lock it holds instead of waiting
+        // for itself (glibc's malloc takes its locks after every handler).
+        let me = thread_id();
+        if me != 0 && self.forker.load(Ordering::Relaxed) == me {
+            return SpinGuard {
+                lock: self,
+                nested: true,
+            };
+        }
         let mut spins = 0u32;
         loop {
             if self.state.load(Ordering::Relaxed) == 0
@@ -72,7 +94,10 @@ impl<T> SpinLock<T> {
                     .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
-                return;
+                return SpinGuard {
+                    lock: self,
+                    nested: false,
+                };
             }
             spins += 1;
             if spins < 64 && !cfg!(engram_loom) {
@@ -83,9 +108,11 @@ impl<T> SpinLock<T> {
         }
     }
 
-    /// Take the lock without a guard (fork prepare handler).
+    /// Take the lock without a guard (fork prepare handler); until
+    /// [`force_unlock`](Self::force_unlock), this thread may still take it.
     pub fn force_lock(&self) {
         core::mem::forget(self.lock());
+        self.forker.store(thread_id(), Ordering::Relaxed);
     }
 
     /// Release a lock taken by [`force_lock`](Self::force_lock).
@@ -93,8 +120,22 @@ impl<T> SpinLock<T> {
     /// # Safety
     /// The lock is held through `force_lock` and no guard refers to it.
     pub unsafe fn force_unlock(&self) {
+        self.forker.store(0, Ordering::Relaxed);
         self.state.store(0, Ordering::Release);
     }
+}
+
+/// This thread's identity for [`SpinLock::force_lock`]; 0 = none (under loom,
+/// whose threads share one OS thread, no thread is ever the forker).
+#[cfg(not(engram_loom))]
+fn thread_id() -> usize {
+    // SAFETY: pthread_self has no preconditions and does not allocate.
+    unsafe { libc::pthread_self() as usize }
+}
+
+#[cfg(engram_loom)]
+fn thread_id() -> usize {
+    0
 }
 
 #[cfg(engram_loom)]
@@ -110,9 +151,11 @@ fn yield_now() {
     }
 }
 
-/// Access to the value of a held [`SpinLock`]; unlocks on drop.
+/// Access to the value of a held [`SpinLock`]; unlocks on drop, unless it
+/// was taken inside the forking thread's [`SpinLock::force_lock`] (`nested`).
 pub struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
+    nested: bool,
 }
 
 impl<T> core::ops::Deref for SpinGuard<'_, T> {
@@ -133,9 +176,19 @@ impl<T> core::ops::DerefMut for SpinGuard<'_, T> {
 
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.state.store(0, Ordering::Release);
+        if !self.nested {
+            self.lock.state.store(0, Ordering::Release);
+        }
     }
 }
+
+/// A slot's live byte: never handed out to the program (its slab's metadata
+/// starts zeroed).
+pub const UNUSED: u8 = 0;
+/// A slot's live byte: handed out and not freed.
+pub const LIVE: u8 = 1;
+/// A slot's live byte: handed out once and freed since.
+pub const FREED: u8 = 2;
 
 /// Mark a slot live as it is handed out; returns whether it already was (a slot
 /// handed out twice: metadata corruption). A plain load and store, not an RMW: the
@@ -143,15 +196,16 @@ impl<T> Drop for SpinGuard<'_, T> {
 /// ordered after the free that cleared the byte, so nobody else writes it now.
 #[inline]
 pub fn mark_live(b: &AtomicU8) -> bool {
-    let was = b.load(Ordering::Relaxed) != 0;
-    b.store(1, Ordering::Relaxed);
+    let was = b.load(Ordering::Relaxed) == LIVE;
+    b.store(LIVE, Ordering::Relaxed);
     was
 }
 
-/// Clear a slot's live byte at free; returns whether it was live. Two threads
-/// freeing the same slot race on this one swap: exactly one sees `true`, the other
-/// reports the double free.
+/// Mark a slot freed; returns the state it was in ([`LIVE`] for a good free;
+/// [`FREED`]: a double free; [`UNUSED`]: never handed out, an invalid pointer).
+/// Two threads freeing the same slot race on this one swap: exactly one sees
+/// [`LIVE`], the other reports the double free.
 #[inline]
-pub fn clear_live(b: &AtomicU8) -> bool {
-    b.swap(0, Ordering::AcqRel) != 0
+pub fn clear_live(b: &AtomicU8) -> u8 {
+    b.swap(FREED, Ordering::AcqRel)
 }

@@ -399,6 +399,34 @@ static int double_free_after_trim(void) {
     return survived("double free after malloc_trim");
 }
 
+/* A freed big slot written to, then malloc_trim: trim's drain of this thread's
+ * cache finds the write before dropping the slot's pages, and names itself. */
+static int write_after_free_trim_big(void) {
+    size_t n = 64 << 10;
+    unsigned char *p = xmalloc(n);
+    memset(p, 1, n);
+    announce(p);
+    free_v(p);
+    ((volatile unsigned char *)launder(p))[5000] = 1;
+    malloc_trim(0);
+    return survived("write after free into a big slot, found by malloc_trim");
+}
+
+/* Run with random=0: a thread cache hands out its slots from the highest
+ * address down, so the slot below the second block sits in the cache, never
+ * handed out. Freeing it is freeing a pointer never returned. */
+static int free_cached_unused_slot(void) {
+    uintptr_t a = (uintptr_t)xmalloc(1000);
+    uintptr_t b = (uintptr_t)xmalloc(1000);
+    if (b >= a) {
+        return setup_failed("random=0 did not hand out descending slots");
+    }
+    char *q = (char *)(b - (a - b));
+    announce(q);
+    free(launder(q));
+    return survived("free of a slot never handed out (in a thread cache)");
+}
+
 _Alignas(64) static char global_buf[256];
 
 static int free_global(void) {
@@ -1135,6 +1163,8 @@ static const struct named_case cases[] = {
     {"double_free_large_after_malloc", double_free_large_after_malloc},
     {"double_free_large_after_realloc_move", double_free_large_after_realloc_move},
     {"double_free_after_trim", double_free_after_trim},
+    {"write_after_free_trim_big", write_after_free_trim_big},
+    {"free_cached_unused_slot", free_cached_unused_slot},
     {"free_global", free_global},
     {"free_stack", free_stack},
     {"free_foreign_mmap", free_foreign_mmap},

@@ -173,3 +173,31 @@ fn a_closed_report_pipe_does_not_kill_the_program() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3", "{stderr}");
 }
+
+/// fork() in a program whose library registered, from its constructor (which
+/// runs before the preloaded allocator's), a prepare handler that allocates:
+/// that handler runs after engram's has taken every allocator lock, in the
+/// forking thread. Review finding: fork hung forever; glibc's malloc runs it.
+#[test]
+fn fork_with_an_allocating_prepare_handler_does_not_hang() {
+    let lib = engram_tests::compile_c(
+        "atfork_lib",
+        &["-O1", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC"],
+        &[],
+    );
+    let dir = lib.parent().expect("c-tests dir").display().to_string();
+    let exe = engram_tests::compile_c(
+        "atfork_prep",
+        &["-O1", "-Wall", "-Wextra", "-Werror", "-Wl,--no-as-needed"],
+        &[
+            lib.to_str().expect("utf-8 path"),
+            &format!("-Wl,-rpath,{dir}"),
+        ],
+    );
+    let out = engram_tests::run_ok(
+        engram_tests::preloaded(&exe, ""),
+        "atfork_prep",
+        std::time::Duration::from_secs(60),
+    );
+    assert!(out.contains("fork ok"), "{out}");
+}
