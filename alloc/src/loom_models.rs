@@ -160,7 +160,7 @@ fn loom_remote_free_returns_the_slot_exactly_once() {
         let n = class.lock().claim(&mut more);
         for c in &more[..n] {
             if c.slot == block.slot && c.slab == block.slab {
-                assert_eq!(live.load(Ordering::Acquire), 0);
+                assert_ne!(live.load(Ordering::Acquire), LIVE);
             }
         }
         consumer.join().unwrap();
@@ -208,7 +208,7 @@ fn loom_remote_free_goes_home_to_the_owning_arena() {
         for c in &more[..n] {
             // Compare the slot, not `fresh`: a reclaimed slot is no longer fresh.
             if (c.slab, c.slot) == (block.slab, block.slot) {
-                assert_eq!(live.load(Ordering::Acquire), 0, "handed out while live");
+                assert_ne!(live.load(Ordering::Acquire), LIVE, "handed out while live");
             }
         }
         assert_eq!(remote.join().unwrap(), 2);

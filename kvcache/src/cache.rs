@@ -84,6 +84,12 @@ struct Request {
     /// Prompt length given at admission: blocks below it are published
     /// automatically; generated tokens only on an explicit [`KvCache::publish`].
     prompt_len: usize,
+    /// Tokens whose KV is known written: those appended before the latest
+    /// [`KvCache::append`] (the caller computes what it appended before it
+    /// appends more), all of them after [`KvCache::publish`], the cached
+    /// prefix at admission. Only these are published at free, preemption and
+    /// swap-out: a request dropped right after an append never wrote that KV.
+    written: usize,
 }
 
 /// Result of [`KvCache::admit`].
@@ -792,8 +798,15 @@ impl<B: Backend> KvCache<B> {
         let mut parent = 0;
         for block in prompt.chunks_exact(tpp) {
             let h = block_hash(parent, block);
-            match self.prefix.get(&h) {
-                Some(&g) => {
+            // The hash finds the block; its tokens and parent decide: a 64-bit
+            // hash collision (cheap to build on purpose: the hash is not keyed)
+            // must not hand one sequence another's KV.
+            let same = |g: u32| {
+                let grp = &self.groups[g as usize];
+                grp.parent == parent && grp.tokens == block
+            };
+            match self.prefix.get(&h).copied().filter(|&g| same(g)) {
+                Some(g) => {
                     hashes.push(h);
                     hits.push(g);
                     parent = h;
@@ -847,6 +860,7 @@ impl<B: Backend> KvCache<B> {
                 tokens: prompt[..cached].to_vec(),
                 hashes,
                 prompt_len: prompt.len(),
+                written: cached,
             },
         );
         self.counters.prefix_lookup_tokens += prompt.len() as u64;
@@ -866,6 +880,9 @@ impl<B: Backend> KvCache<B> {
         self.usable()?;
         self.live_slot(id)?;
         let len = self.requests[&id].len;
+        if let Some(r) = self.requests.get_mut(&id) {
+            r.written = len;
+        }
         self.publish_upto(id, len);
         Ok(self.requests[&id].hashes.len())
     }
@@ -915,6 +932,10 @@ impl<B: Backend> KvCache<B> {
         }
         if tokens.is_empty() {
             return Ok(());
+        }
+        // What was appended before this call is computed by now.
+        if let Some(r) = self.requests.get_mut(&id) {
+            r.written = r.written.max(len);
         }
         let upto = len.min(self.requests[&id].prompt_len);
         self.publish_upto(id, upto);
@@ -1078,7 +1099,7 @@ impl<B: Backend> KvCache<B> {
         self.usable()?;
         let r = self.req(id)?;
         let len = r.len;
-        let upto = len.min(r.prompt_len);
+        let upto = r.written.min(r.prompt_len);
         if let ReqState::Live { slot } = r.state {
             self.publish_upto(id, upto);
             self.release_slot(slot, len)?;
@@ -1100,9 +1121,9 @@ impl<B: Backend> KvCache<B> {
     pub fn fork(&mut self, id: ReqId) -> Result<ReqId, Error> {
         self.usable()?;
         let pslot = self.live_slot(id)?;
-        let (len, tokens, hashes) = {
+        let (len, tokens, hashes, written) = {
             let r = &self.requests[&id];
-            (r.len, r.tokens.clone(), r.hashes.clone())
+            (r.len, r.tokens.clone(), r.hashes.clone(), r.written)
         };
         let n = self.geo.pages_for(len);
         let slot = self.pick_slot(0)?;
@@ -1144,6 +1165,7 @@ impl<B: Backend> KvCache<B> {
                 tokens,
                 hashes,
                 prompt_len: 0,
+                written,
             },
         );
         Ok(child)
@@ -1163,7 +1185,8 @@ impl<B: Backend> KvCache<B> {
                 sink.put(id, j, t, &buf).map_err(Error::Swap)?;
             }
         }
-        let upto = len.min(self.requests[&id].prompt_len);
+        let r = &self.requests[&id];
+        let upto = r.written.min(r.prompt_len);
         self.publish_upto(id, upto);
         self.release_slot(slot, len)?;
         if let Some(r) = self.requests.get_mut(&id) {
@@ -1673,4 +1696,46 @@ fn count_runs(taken: &[(usize, u32)]) -> usize {
         .enumerate()
         .filter(|&(i, &(j, g))| i == 0 || sorted[i - 1] != (j - 1, g.wrapping_sub(1)))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Layout, host_cache};
+
+    /// Two prompt blocks with the same 64-bit chain hash (the hash is not
+    /// keyed: a collision can be built on purpose) must not share KV: a hit is
+    /// checked against the cached block's tokens and parent. The collision is
+    /// forged in the prefix table (building a real one takes a search).
+    #[test]
+    fn a_hash_collision_does_not_share_another_prompts_kv() {
+        let cfg = Config {
+            layers: 1,
+            kv_heads: 1,
+            head_dim: 32,
+            elem_bytes: 4,
+            max_batch: 4,
+            max_ctx: 256,
+            page_size: 4096,
+            pool_bytes: 16 * 4096 * 2,
+            low_watermark: 0,
+            high_watermark: 0,
+            try_huge: false,
+            layout: Layout::PerTensor,
+        };
+        let mut c = host_cache(cfg).unwrap();
+        let tpp = c.geo.tokens_per_page;
+        let a: Vec<u32> = (0..tpp as u32).collect();
+        let b: Vec<u32> = (0..tpp as u32).map(|t| t + 1000).collect();
+        let ra = c.admit(&a).unwrap();
+        c.append(ra.id, &a).unwrap();
+        c.publish(ra.id).unwrap();
+        c.free(ra.id).unwrap();
+        let g = *c.prefix.get(&super::block_hash(0, &a)).unwrap();
+        // B's hash now finds A's block.
+        c.prefix.insert(super::block_hash(0, &b), g);
+        let rb = c.admit(&b).unwrap();
+        assert_eq!(rb.cached_tokens, 0, "B was handed A's KV");
+        let ra2 = c.admit(&a).unwrap();
+        assert_eq!(ra2.cached_tokens, tpp, "A's own block is still found");
+    }
 }

@@ -49,6 +49,9 @@ pub struct Config {
     pub layout: Layout,
 }
 
+/// Most bytes of page bookkeeping a geometry may need ([`Config::geometry`]).
+pub const MAX_BOOKKEEPING: usize = 4 << 30;
+
 impl Config {
     /// A Llama-3-8B-like shape (32 layers, 8 KV heads, head dim 128, bf16).
     pub fn llama3_8b(
@@ -146,6 +149,23 @@ impl Config {
             .checked_mul(tensors)
             .filter(|&b| b < (1usize << 46))
             .ok_or(Error::Config("virtual reservation over 64 TiB"))?;
+        // The bookkeeping of a reservation: 4 bytes per reserved page (host
+        // backend) and 8 per page of every batch slot. A shape accepted by the
+        // 64 TiB cap can still ask for tens of GiB of it (4 KiB pages, a
+        // two-billion-token context): refuse it rather than abort on the
+        // allocation.
+        let records = (reserve_bytes / self.page_size)
+            .saturating_mul(4)
+            .saturating_add(
+                pages_per_slot
+                    .saturating_mul(self.max_batch)
+                    .saturating_mul(8),
+            );
+        if records > MAX_BOOKKEEPING {
+            return Err(Error::Config(
+                "page bookkeeping over 4 GiB: use bigger pages, or a smaller max_ctx or max_batch",
+            ));
+        }
         // page_size * tensors <= reserve_bytes < 2^46: no overflow.
         let groups = self.pool_bytes / (self.page_size * tensors);
         if groups == 0 {
@@ -265,5 +285,19 @@ mod tests {
             assert_eq!(c.page_size, want);
             assert_eq!(c.geometry().unwrap().tokens_per_page, 16);
         }
+    }
+
+    /// A shape under the 64 TiB reservation cap whose page records would take
+    /// tens of GiB is refused with an error (review finding: the process
+    /// aborted allocating 32 GB), and a big but sane shape is accepted.
+    #[test]
+    fn a_shape_needing_huge_bookkeeping_is_refused() {
+        let mut c = Config::llama3_8b(4, 2_000_000_000, 0, 1 << 30);
+        c.layers = 1;
+        c.page_size = 4096;
+        let e = c.geometry().unwrap_err().to_string();
+        assert!(e.contains("bookkeeping"), "{e}");
+        let ok = Config::llama3_8b(256, 32 << 10, 64 << 10, 1 << 30);
+        assert!(ok.geometry().is_ok(), "{:?}", ok.geometry());
     }
 }

@@ -16,6 +16,15 @@ pub enum BackendError {
     BadRange,
     /// A read or write through the reservation touches a page nothing is mapped at.
     NotMapped,
+    /// The pool is bigger than the memory this process may use (MemAvailable,
+    /// or its cgroup's limit less its usage): committing it would end in the
+    /// OOM killer, not an error.
+    OutOfMemory {
+        /// Bytes the pool needs.
+        wanted: usize,
+        /// Bytes available.
+        available: usize,
+    },
 }
 
 impl fmt::Display for BackendError {
@@ -26,6 +35,12 @@ impl fmt::Display for BackendError {
             Self::Driver { call, code } => write!(f, "{call} failed: CUresult {code}"),
             Self::BadRange => f.write_str("range outside the backend's reservation or misaligned"),
             Self::NotMapped => f.write_str("no page is mapped in that part of the reservation"),
+            Self::OutOfMemory { wanted, available } => write!(
+                f,
+                "a pool of {} MiB is more than the {} MiB of memory available",
+                wanted >> 20,
+                available >> 20
+            ),
         }
     }
 }

@@ -352,6 +352,8 @@ fn unreferenced_prefix_pages_are_evicted_lru() {
     for p in [&old, &new] {
         let a = c.admit(p).unwrap();
         c.append(a.id, p).unwrap();
+        // The KV of the prompt is written (prefill): say so before the free.
+        c.publish(a.id).unwrap();
         c.free(a.id).unwrap();
     }
     assert_eq!(c.metrics().pages_cached, 4);
@@ -670,4 +672,61 @@ fn prefetch_with_an_unbounded_lookahead_maps_the_rest_of_the_slot() {
     let a = c.admit(&[]).unwrap();
     c.append(a.id, &toks(1, 1)).unwrap();
     assert!(c.prefetch(usize::MAX).unwrap() > 0);
+}
+
+/// A request preempted, swapped out or freed right after an append (before its
+/// step computed that KV) must not publish those blocks: their pages may hold
+/// a previous request's data (review finding: a later request with the same
+/// prompt got 64 cached tokens that read another request's bytes).
+#[test]
+fn blocks_appended_but_never_computed_are_not_published() {
+    for how in ["free", "preempt", "swap"] {
+        let mut c = cache(16);
+        // A first request leaves written pages behind (spare in its slot).
+        let a = c.admit(&toks(9, 64)).unwrap();
+        let pa = toks(9, 64);
+        c.append(a.id, &pa).unwrap();
+        fill(&mut c, a.id, &pa, 0);
+        c.free(a.id).unwrap();
+        // B appends its prompt and is dropped before computing it.
+        let pb = toks(4, 64);
+        let b = c.admit(&pb).unwrap();
+        c.append(b.id, &pb).unwrap();
+        let mut swap = MemSwap::default();
+        match how {
+            "free" => c.free(b.id).unwrap(),
+            "preempt" => drop(c.preempt_recompute(b.id).unwrap()),
+            _ => c.swap_out(b.id, &mut swap).unwrap(),
+        }
+        let again = c.admit(&pb).unwrap();
+        assert_eq!(
+            again.cached_tokens, 0,
+            "{how}: blocks never computed were published"
+        );
+        // Once computed (the next append, or publish), they are shared.
+        c.append(again.id, &pb).unwrap();
+        fill(&mut c, again.id, &pb, 0);
+        c.append(again.id, &[1]).unwrap();
+        c.free(again.id).unwrap();
+        let third = c.admit(&pb).unwrap();
+        assert_eq!(third.cached_tokens, 64, "{how}");
+        verify(&c, third.id, &pb);
+        c.check_invariants();
+    }
+}
+
+/// A pool bigger than the memory available is an error up front, not an OOM
+/// kill while it is committed (review finding: a 1 GiB pool in a 512 MiB
+/// cgroup was killed).
+#[test]
+fn a_pool_bigger_than_memory_is_an_error() {
+    let pages = (1usize << 40) / 4096; // 1 TiB
+    match HostBackend::new(4096, pages, 1 << 20, false) {
+        Err(engram_kvcache::BackendError::OutOfMemory { wanted, available }) => {
+            assert_eq!(wanted, 1 << 40);
+            assert!(available < wanted);
+        }
+        Err(e) => panic!("expected OutOfMemory, got {e}"),
+        Ok(_) => panic!("a 1 TiB pool was accepted"),
+    }
 }

@@ -113,3 +113,34 @@ fn timestamps_going_backwards_still_replay() {
     // 1.2 s of arrivals and 30 decode steps of 10 ms, not a clock at 2^64 ms.
     assert!(r.sim_ms > 1000.0 && r.sim_ms < 2000.0, "{}", r.sim_ms);
 }
+
+/// A request whose prompt fits the pool but whose prompt plus output does not
+/// is dropped once it runs out of room alone (review finding: it preempted
+/// itself and was readmitted forever), and the others still complete.
+#[test]
+fn a_request_that_can_never_finish_is_dropped_not_replayed_forever() {
+    let mut small = cfg();
+    small.pool_bytes = 2 << 20; // 32 pages of 64 tokens per tensor: 2048 tokens
+    let text = r#"{"timestamp": 0, "input_length": 1500, "output_length": 1000, "hash_ids": [1, 2, 3]}
+{"timestamp": 5, "input_length": 300, "output_length": 10, "hash_ids": [7]}"#;
+    let reqs = trace::parse(text).unwrap();
+    let mut host = CacheTarget::new(host_cache(small).unwrap(), 64);
+    let r = trace::replay(&mut host, &reqs, &opts(), &mut |_, _| {}).unwrap();
+    assert_eq!((r.done, r.dropped), (1, 1));
+}
+
+/// A line may claim any prompt length: it is clipped to the context before its
+/// tokens are built (review finding: a 1 MB line claiming 256M tokens took
+/// 1 GB).
+#[test]
+fn a_huge_claimed_prompt_is_clipped_before_it_is_built() {
+    let n = 256_000_000usize;
+    let ids = vec!["0"; n.div_ceil(trace::TRACE_BLOCK_TOKENS)].join(",");
+    let text = format!(
+        r#"{{"timestamp": 0, "input_length": {n}, "output_length": 10, "hash_ids": [{ids}]}}"#
+    );
+    let reqs = trace::parse(&text).unwrap();
+    let p = trace::prompt_prefix(&reqs[0], 4086);
+    assert_eq!(p.len(), 4086);
+    assert_eq!(p[..], trace::prompt_prefix(&reqs[0], 5000)[..4086]);
+}

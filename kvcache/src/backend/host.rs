@@ -88,6 +88,14 @@ impl HostBackend {
         let pool_len = pool_pages
             .checked_mul(page_size)
             .ok_or(BackendError::BadRange)?;
+        if let Some(available) = sys::available_memory() {
+            if pool_len > available {
+                return Err(BackendError::OutOfMemory {
+                    wanted: pool_len,
+                    available,
+                });
+            }
+        }
         let huge = try_huge && page_size % HUGE_2M == 0;
         let mut opened = None;
         if huge {
@@ -352,6 +360,57 @@ impl Drop for HostBackend {
 /// establish (ranges checked by `check_virt` / `check_phys`).
 mod sys {
     use super::*;
+
+    /// Bytes of memory this process may still commit: MemAvailable, and its
+    /// cgroup's limit less its usage where one is set (v2, or v1's memory
+    /// controller). None if /proc/meminfo cannot be read.
+    pub(super) fn available_memory() -> Option<usize> {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<usize>()
+            .ok()?;
+        let mut avail = kib.saturating_mul(1024);
+        if let Some(room) = cgroup_room() {
+            avail = avail.min(room);
+        }
+        Some(avail)
+    }
+
+    fn read_num(path: &str) -> Option<usize> {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+
+    /// The cgroup's memory limit less its usage, if a limit is set.
+    fn cgroup_room() -> Option<usize> {
+        let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        for line in groups.lines() {
+            let mut f = line.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            let (limit, usage) = if ctrl.is_empty() {
+                let d = format!("/sys/fs/cgroup{path}");
+                (format!("{d}/memory.max"), format!("{d}/memory.current"))
+            } else if ctrl.split(',').any(|c| c == "memory") {
+                let d = format!("/sys/fs/cgroup/memory{path}");
+                (
+                    format!("{d}/memory.limit_in_bytes"),
+                    format!("{d}/memory.usage_in_bytes"),
+                )
+            } else {
+                continue;
+            };
+            // "max" (v2) or a huge number (v1): no limit.
+            let Some(limit) = read_num(&limit).filter(|&l| l < (1 << 60)) else {
+                continue;
+            };
+            return Some(limit.saturating_sub(read_num(&usage).unwrap_or(0)));
+        }
+        None
+    }
 
     pub(super) fn memfd(huge: bool) -> Result<i32, BackendError> {
         let mut flags = libc::MFD_CLOEXEC;

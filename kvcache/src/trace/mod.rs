@@ -8,5 +8,7 @@ mod parse;
 mod replay;
 
 pub use baseline::{BlockBaseline, StaticBaseline};
-pub use parse::{TRACE_BLOCK_TOKENS, TraceRequest, parse, parse_line, poisson, prompt_tokens};
+pub use parse::{
+    TRACE_BLOCK_TOKENS, TraceRequest, parse, parse_line, poisson, prompt_prefix, prompt_tokens,
+};
 pub use replay::{CacheTarget, ReplayOptions, ReplayReport, Target, replay};

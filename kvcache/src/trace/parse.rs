@@ -108,7 +108,13 @@ fn mix(mut x: u64) -> u64 {
 /// Token ids of a request's prompt: block `i` of hash id `h` holds tokens derived from
 /// `(h, position)`, so equal hash-id prefixes give equal token prefixes.
 pub fn prompt_tokens(r: &TraceRequest) -> Vec<u32> {
-    (0..r.input_len)
+    prompt_prefix(r, r.input_len)
+}
+
+/// The first `n` (at most `input_len`) tokens of [`prompt_tokens`], built
+/// without the rest: a trace line may claim any length.
+pub fn prompt_prefix(r: &TraceRequest, n: usize) -> Vec<u32> {
+    (0..r.input_len.min(n))
         .map(|p| {
             let h = r.hash_ids[p / TRACE_BLOCK_TOKENS];
             (mix(h

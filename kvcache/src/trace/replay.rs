@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::parse::{TraceRequest, prompt_tokens};
+use super::parse::{TraceRequest, prompt_prefix};
 use crate::backend::Backend;
 use crate::cache::KvCache;
 use crate::error::Error;
@@ -196,12 +196,12 @@ pub fn replay(
         .iter()
         .map(|r| {
             let out = r.output_len.clamp(1, opt.max_ctx.saturating_sub(1).max(1));
-            let mut p = prompt_tokens(r);
-            if p.len() + out > opt.max_ctx {
-                p.truncate(opt.max_ctx - out);
+            // Clipped before it is built: a line may claim any input length.
+            let keep = opt.max_ctx - out;
+            if r.input_len > keep {
                 clipped += 1;
             }
-            (p, out)
+            (prompt_prefix(r, keep), out)
         })
         .collect();
     while done + dropped < total {
@@ -255,11 +255,19 @@ pub fn replay(
                     i += 1;
                 }
                 Err(Error::PoolExhausted { .. } | Error::MapLimit { .. }) => {
+                    // Alone and still out of room: it can never finish (its
+                    // prompt fit, prompt plus output does not). Requeued, it
+                    // would be readmitted and preempt itself forever.
+                    let alone = running.len() == 1;
                     let victim = running.pop().ok_or(Error::OutOfBounds)?;
                     ops += 1;
                     target.free(victim.h)?;
-                    waiting.push_front(victim.idx);
-                    preemptions += 1;
+                    if alone {
+                        dropped += 1;
+                    } else {
+                        waiting.push_front(victim.idx);
+                        preemptions += 1;
+                    }
                 }
                 Err(e) => return Err(e),
             }
