@@ -925,6 +925,20 @@ pub(crate) fn check_alignment(p: *mut u8, align: usize, size: usize) {
     }
 }
 
+/// Classes whose region filled up at least once, so that malloc served one of
+/// their sizes from a bigger class (`malloc_slow`).
+static OVERFLOWED: [AtomicU8; NCLASS] = [const { AtomicU8::new(0) }; NCLASS];
+
+/// Whether a block of `size` bytes aligned to `align` could sit in class `c`:
+/// the class malloc picks for it, or a bigger one once that class's region
+/// has been full.
+fn picks_class(gl: &Globals, size: usize, align: usize, c: usize) -> bool {
+    match class_for(gl, size, align) {
+        Some(want) => want == c || (want < c && OVERFLOWED[want].load(Ordering::Relaxed) != 0),
+        None => false,
+    }
+}
+
 #[cold]
 #[inline(never)]
 pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
@@ -968,6 +982,9 @@ pub(crate) fn malloc_slow(size: usize, align: usize) -> *mut u8 {
         }
         if claim(c2, current_arena(gl), &mut one, os::random_u64()) == 1 {
             COUNTERS.allocs.fetch_add(1, Ordering::Relaxed);
+            if c2 != c {
+                OVERFLOWED[c].store(1, Ordering::Relaxed);
+            }
             return finish(gl, c2, encode(gl, c2, one[0]), size);
         }
     }
@@ -1298,7 +1315,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<(usize, usize)>) {
                 }
                 None => fatal(Fault::HeapOverflow, op, p as usize),
             }
-        } else if expect.is_some_and(|(e, align)| class_for(gl, e, align) != Some(s.class)) {
+        } else if expect.is_some_and(|(e, align)| !picks_class(gl, e, align, s.class)) {
             // Without the canary the size (and alignment) must pick the slot's
             // class, as malloc picked it.
             fatal(Fault::SizeMismatch, op, p as usize);

@@ -201,3 +201,28 @@ fn fork_with_an_allocating_prepare_handler_does_not_hang() {
     );
     assert!(out.contains("fork ok"), "{out}");
 }
+
+/// With `canary=0`, free_sized checks the size against the slot's class. Once
+/// a class's region is full, malloc serves its sizes from a bigger class: a
+/// correct free_sized of such a block must pass (review finding: it aborted
+/// with a size mismatch). The address-space limit shrinks the regions so the
+/// 16-byte class fills after about 4M blocks.
+#[test]
+fn free_sized_of_a_block_spilled_to_a_bigger_class_is_not_a_mismatch() {
+    let exe = engram_tests::compile_c(
+        "class_full",
+        &["-O1", "-Wall", "-Wextra", "-Werror"],
+        &["-ldl"],
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -v 6000000 && exec \"$0\"")
+        .arg(&exe)
+        .env("LD_PRELOAD", engram_tests::malloc_so())
+        .env("ENGRAM_MALLOC", "canary=0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = engram_tests::run_ok(cmd, "class_full", std::time::Duration::from_secs(120));
+    assert!(out.contains("free_sized ok"), "{out}");
+}
