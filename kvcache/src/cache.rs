@@ -45,6 +45,9 @@ enum GState {
     Spare { slot: u32 },
 }
 
+/// The anchor of a first block: no group before it.
+const ROOT: (u32, u32) = (u32::MAX, 0);
+
 #[derive(Debug, Clone)]
 struct Group {
     state: GState,
@@ -54,6 +57,14 @@ struct Group {
     /// (to match prompts that end or diverge inside this block).
     parent: u64,
     tokens: Vec<u32>,
+    /// While published: the group holding the block before it and that group's
+    /// `generation` then ([`ROOT`] for a first block). Hashes only find a block; this
+    /// chain of groups decides that it continues the same prompt, so one hash
+    /// collision cannot carry down the chain.
+    anchor: (u32, u32),
+    /// Bumped each time the group leaves the prefix table: a block anchored to
+    /// an earlier publication of it no longer chains.
+    generation: u32,
     /// LRU tick while `Cached`.
     tick: u64,
     /// Punched out of the pool by `trim`.
@@ -312,6 +323,8 @@ impl<B: Backend> KvCache<B> {
                     hash: None,
                     parent: 0,
                     tokens: Vec::new(),
+                    anchor: ROOT,
+                    generation: 0,
                     tick: 0,
                     released: false,
                 };
@@ -575,12 +588,26 @@ impl<B: Backend> KvCache<B> {
 
     // ----- group allocation -----------------------------------------------------------
 
+    /// The anchor a block continuing from `prev` (the group of the block before
+    /// it; None for a first block) must carry.
+    fn anchor_of(&self, prev: Option<u32>) -> (u32, u32) {
+        prev.map_or(ROOT, |p| (p, self.groups[p as usize].generation))
+    }
+
+    /// Whether published group `g` holds `block` right after `prev`: its tokens
+    /// and its anchor, not only its hash.
+    fn chained(&self, g: u32, block: &[u32], prev: Option<u32>) -> bool {
+        let grp = &self.groups[g as usize];
+        grp.tokens == block && grp.anchor == self.anchor_of(prev)
+    }
+
     /// Remove group `g` from the prefix table (eviction).
     fn unhash(&mut self, g: u32) {
         let grp = &mut self.groups[g as usize];
         if let Some(h) = grp.hash.take() {
             self.prefix.remove(&h);
             grp.tokens = Vec::new();
+            grp.generation = grp.generation.wrapping_add(1);
             if let Some(v) = self.children.get_mut(&grp.parent) {
                 v.retain(|&c| c != g);
                 if v.is_empty() {
@@ -798,14 +825,16 @@ impl<B: Backend> KvCache<B> {
         let mut parent = 0;
         for block in prompt.chunks_exact(tpp) {
             let h = block_hash(parent, block);
-            // The hash finds the block; its tokens and parent decide: a 64-bit
-            // hash collision (cheap to build on purpose: the hash is not keyed)
-            // must not hand one sequence another's KV.
-            let same = |g: u32| {
-                let grp = &self.groups[g as usize];
-                grp.parent == parent && grp.tokens == block
-            };
-            match self.prefix.get(&h).copied().filter(|&g| same(g)) {
+            // The hash finds the block; its tokens and the group it continues
+            // decide: a 64-bit hash collision (cheap to build on purpose: the
+            // hash is not keyed) must not hand one sequence another's KV.
+            let prev = hits.last().copied();
+            match self
+                .prefix
+                .get(&h)
+                .copied()
+                .filter(|&g| self.chained(g, block, prev))
+            {
                 Some(g) => {
                     hashes.push(h);
                     hits.push(g);
@@ -819,8 +848,12 @@ impl<B: Backend> KvCache<B> {
         // the request's first append copies it (copy-on-write of a partial page).
         let rest = &prompt[k * tpp..];
         let mut partial = 0;
+        let want = self.anchor_of(hits.last().copied());
         if let Some(cands) = self.children.get(&parent) {
             for &g in cands {
+                if self.groups[g as usize].anchor != want {
+                    continue;
+                }
                 let m = self.groups[g as usize]
                     .tokens
                     .iter()
@@ -905,10 +938,23 @@ impl<B: Backend> KvCache<B> {
             let Some(g) = self.slots[slot as usize].pages[b] else {
                 continue;
             };
+            // Published only right after this request's own published block
+            // (or first): a block whose parent's hash belongs to another
+            // prompt's block (a collision) is not chained to it.
+            let prev = match b.checked_sub(1) {
+                None => Some(ROOT),
+                Some(pb) => self.slots[slot as usize].pages[pb]
+                    .filter(|&pg| self.prefix.get(&parent) == Some(&pg))
+                    .map(|pg| (pg, self.groups[pg as usize].generation)),
+            };
             let grp = &mut self.groups[g as usize];
+            let Some(anchor) = prev else {
+                continue;
+            };
             if grp.hash.is_none() && !self.prefix.contains_key(&h) {
                 grp.hash = Some(h);
                 grp.parent = parent;
+                grp.anchor = anchor;
                 grp.tokens = r.tokens[b * tpp..(b + 1) * tpp].to_vec();
                 self.prefix.insert(h, g);
                 self.children.entry(parent).or_default().push(g);
@@ -1213,12 +1259,20 @@ impl<B: Backend> KvCache<B> {
         let n = self.geo.pages_for(r.len);
         // Leading blocks still in the prefix cache (its published prompt blocks, kept
         // there at swap-out unless evicted since) are mapped shared, not copied.
-        let hits: Vec<u32> = r
-            .hashes
-            .iter()
-            .take(n)
-            .map_while(|h| self.prefix.get(h).copied())
-            .collect();
+        let tpp = self.geo.tokens_per_page;
+        let mut hits: Vec<u32> = Vec::new();
+        for (b, h) in r.hashes.iter().take(n).enumerate() {
+            let block = &r.tokens[b * tpp..(b + 1) * tpp];
+            match self
+                .prefix
+                .get(h)
+                .copied()
+                .filter(|&g| self.chained(g, block, hits.last().copied()))
+            {
+                Some(g) => hits.push(g),
+                None => break,
+            }
+        }
         self.check_shareable(&hits)?;
         let k = hits.len();
         let slot = self.pick_slot(n - k)?;

@@ -730,3 +730,60 @@ fn a_pool_bigger_than_memory_is_an_error() {
         Ok(_) => panic!("a 1 TiB pool was accepted"),
     }
 }
+
+/// A real 64-bit collision of the unkeyed chain hash (built by inverting it
+/// step by step, a 32-bit search): `block_hash(0, COLL) == block_hash(0,
+/// toks(1, 32))`. Review findings: swap_in mapped the other prompt's block by
+/// hash alone, and a collision carried down the chain through the parent hash.
+const COLL: [u32; 32] = [
+    15838, 15839, 15836, 15837, 15834, 15835, 15832, 15833, 15830, 15831, 15828, 15829, 15826,
+    15827, 15824, 15825, 15822, 15823, 15820, 15821, 15818, 15819, 15816, 15817, 15814, 15815,
+    15812, 15813, 15810, 15811, 67445681, 4122606995,
+];
+
+#[test]
+fn a_real_hash_collision_never_shares_kv() {
+    let a = toks(1, 32);
+    assert_eq!(
+        engram_kvcache::block_hash(0, &a),
+        engram_kvcache::block_hash(0, &COLL)
+    );
+    // Admission and swap-in of the colliding prompt.
+    let mut c = cache(16);
+    let ra = c.admit(&a).unwrap();
+    c.append(ra.id, &a).unwrap();
+    fill(&mut c, ra.id, &a, 0);
+    c.publish(ra.id).unwrap();
+    c.free(ra.id).unwrap();
+    let x = COLL.to_vec();
+    let rx = c.admit(&x).unwrap();
+    assert_eq!(rx.cached_tokens, 0);
+    c.append(rx.id, &x).unwrap();
+    fill(&mut c, rx.id, &x, 0);
+    c.publish(rx.id).unwrap();
+    let mut swap = MemSwap::default();
+    c.swap_out(rx.id, &mut swap).unwrap();
+    c.swap_in(rx.id, &mut swap).unwrap();
+    verify(&c, rx.id, &x);
+    c.check_invariants();
+    // A block published after the colliding one does not chain to `a`.
+    let mut c = cache(16);
+    let ra = c.admit(&a).unwrap();
+    c.append(ra.id, &a).unwrap();
+    fill(&mut c, ra.id, &a, 0);
+    c.publish(ra.id).unwrap();
+    c.free(ra.id).unwrap();
+    let tail = toks(5, 32);
+    let mut x = COLL.to_vec();
+    x.extend_from_slice(&tail);
+    let rx = c.admit(&x).unwrap();
+    c.append(rx.id, &x).unwrap();
+    fill(&mut c, rx.id, &x, 0);
+    c.publish(rx.id).unwrap();
+    c.free(rx.id).unwrap();
+    let mut v = a.clone();
+    v.extend_from_slice(&tail);
+    let rv = c.admit(&v).unwrap();
+    assert_eq!(rv.cached_tokens, 32, "only a's own block is a prefix of v");
+    c.check_invariants();
+}

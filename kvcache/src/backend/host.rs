@@ -88,14 +88,17 @@ impl HostBackend {
         let pool_len = pool_pages
             .checked_mul(page_size)
             .ok_or(BackendError::BadRange)?;
-        if let Some(available) = sys::available_memory() {
-            if pool_len > available {
-                return Err(BackendError::OutOfMemory {
-                    wanted: pool_len,
-                    available,
-                });
-            }
-        }
+        // Ordinary memory (tmpfs, memfd) is checked against what is available
+        // first; hugetlb pages come from their own reserve, which counts in
+        // neither MemAvailable nor the cgroup, and fallocate fails cleanly when
+        // the reserve is short.
+        let fits = || match sys::available_memory() {
+            Some(available) if pool_len > available => Err(BackendError::OutOfMemory {
+                wanted: pool_len,
+                available,
+            }),
+            _ => Ok(()),
+        };
         let huge = try_huge && page_size % HUGE_2M == 0;
         let mut opened = None;
         if huge {
@@ -107,12 +110,14 @@ impl HostBackend {
                 }
             }
             if opened.is_none() {
+                fits()?;
                 opened = huge_tmpfs_file(pool_len).map(|fd| (fd, PoolKind::HugeTmpfs));
             }
         }
         let (fd, kind) = match opened {
             Some(x) => x,
             None => {
+                fits()?;
                 let fd = sys::memfd(false)?;
                 if let Err(e) = sys::fallocate(fd, 0, 0, pool_len) {
                     sys::close(fd);

@@ -63,7 +63,9 @@ fn for_lines(mut r: impl BufRead, mut f: impl FnMut(u64, &str) -> Result<()>) ->
     let mut n = 0u64;
     loop {
         buf.clear();
-        let got = std::io::Read::take(&mut r, MAX_LINE as u64 + 1)
+        // Room for a line of MAX_LINE bytes and its "\r\n".
+        let limit = MAX_LINE as u64 + 2;
+        let got = std::io::Read::take(&mut r, limit)
             .read_line(&mut buf)
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::InvalidData {
@@ -76,13 +78,13 @@ fn for_lines(mut r: impl BufRead, mut f: impl FnMut(u64, &str) -> Result<()>) ->
             return Ok(());
         }
         n += 1;
-        if got > MAX_LINE && !buf.ends_with('\n') {
+        let mut line = buf.trim_end_matches(['\n', '\r']);
+        if line.len() > MAX_LINE || (got as u64 == limit && !buf.ends_with('\n')) {
             return Err(parse_err(
                 n,
                 format!("line longer than {} MiB", MAX_LINE >> 20),
             ));
         }
-        let mut line = buf.trim_end_matches(['\n', '\r']);
         if n == 1 {
             line = line.trim_start_matches('\u{feff}');
         }
@@ -151,8 +153,18 @@ pub fn parse_cloudphysics_csv(r: impl BufRead) -> Result<Vec<Request>> {
 /// `u32 time, u64 id, u32 size, i64 next`.
 pub fn parse_oracle_general(mut r: impl BufRead) -> Result<Vec<Request>> {
     const REC: usize = 24;
+    // Bounded: a compressed file of a few KiB can inflate to any size.
+    let most = MAX_REQUESTS as u64 * REC as u64;
     let mut bytes = Vec::new();
-    r.read_to_end(&mut bytes)?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut r, most + 1), &mut bytes)?;
+    if bytes.len() as u64 > most {
+        return Err(Error::Record {
+            record: MAX_REQUESTS as u64 + 1,
+            msg: format!(
+                "the trace holds more than {MAX_REQUESTS} records, the most the simulator holds"
+            ),
+        });
+    }
     if bytes.is_empty() {
         return Err(Error::EmptyTrace);
     }
@@ -439,6 +451,13 @@ mod tests {
         let long = format!("1 1 0 0\n{}", "1".repeat(MAX_LINE + 10));
         let e = parse_arc_lis(long.as_bytes()).unwrap_err();
         assert_eq!(e.to_string(), "line 2: line longer than 16 MiB");
+        // A line of exactly MAX_LINE bytes passes the length check, with "\n"
+        // or "\r\n" (it then fails as the number it is not).
+        for end in ["\n", "\r\n"] {
+            let edge = format!("{}{end}", "1".repeat(MAX_LINE));
+            let e = parse_arc_lis(edge.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("is not a number"), "{end:?}: {e}");
+        }
         // A huge bad field is quoted short.
         let big = format!("{} 1 0 0\n", "9".repeat(100_000));
         let msg = parse_arc_lis(big.as_bytes()).unwrap_err().to_string();
