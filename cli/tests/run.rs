@@ -20,15 +20,14 @@ fn real_library() -> Option<PathBuf> {
         Some(path) if !path.is_empty() => PathBuf::from(path),
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/libengram_malloc.so"),
     };
-    if path.is_file() {
-        Some(path)
-    } else {
-        println!(
-            "skipped: {} is missing (cargo build --release -p engram-malloc)",
-            path.display()
-        );
-        None
-    }
+    // A skipped test proves nothing: the README's test command (ci/test.sh)
+    // builds the library first; a bare `cargo test` must say what is missing.
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release -p engram-malloc` first (ci/test.sh does)",
+        path.display()
+    );
+    Some(path)
 }
 
 /// The C library this test runs on: a harmless stand-in for LD_PRELOAD.

@@ -1060,13 +1060,25 @@ static int random_stride(void) {
     for (size_t i = 0; i < 64; i++) {
         a[i] = (uintptr_t)xmalloc(32);
     }
-    intptr_t d0 = (intptr_t)(a[1] - a[0]);
-    for (size_t i = 2; i < 64; i++) {
-        if ((intptr_t)(a[i] - a[i - 1]) != d0) {
-            return 0;
+    /* Refill batches alone give a few distinct gaps (see ordered_stride, which
+     * random=0 passes with at most 4): randomized slots give dozens. */
+    intptr_t seen[63];
+    size_t distinct = 0;
+    for (size_t i = 1; i < 64; i++) {
+        intptr_t d = (intptr_t)(a[i] - a[i - 1]);
+        size_t j = 0;
+        while (j < distinct && seen[j] != d) {
+            j++;
+        }
+        if (j == distinct) {
+            seen[distinct++] = d;
         }
     }
-    return fail("64 consecutive malloc(32) are all %ld bytes apart: no randomization", (long)d0);
+    if (distinct <= 4) {
+        return fail("64 consecutive malloc(32) show only %zu distinct gaps: no randomization",
+                    distinct);
+    }
+    return 0;
 }
 
 /* Run with random=0: slots come in address order within each refill batch, so
