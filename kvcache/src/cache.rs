@@ -1386,6 +1386,9 @@ impl<B: Backend> KvCache<B> {
                 }
             }
         }
+        // Slot order, not the request table's: which requests get the free
+        // pages must not depend on hashing (a replay is then repeatable).
+        todo.sort_unstable();
         let mut mapped = 0;
         for (slot, j) in todo {
             if self.free.is_empty() || self.check_map_budget(1).is_err() {

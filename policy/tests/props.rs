@@ -19,13 +19,27 @@ fn requests(max_id: u64, len: usize, deletes: bool) -> impl Strategy<Value = Vec
     } else {
         prop_oneof![Just(Op::Read), Just(Op::Write)].boxed()
     };
-    prop::collection::vec((0..max_id, op, 1u32..10_000), 1..len).prop_map(|v| {
+    // An id keeps its size, and takes a new one now and then (a SET that grows
+    // or shrinks a value): hits that do not change the size are the common case.
+    let change = prop::bool::weighted(0.125);
+    prop::collection::vec((0..max_id, op, 1u32..10_000, change), 1..len).prop_map(|v| {
+        let mut sizes = std::collections::HashMap::new();
         let mut r: Vec<Request> = v
             .into_iter()
             .enumerate()
-            .map(|(i, (id, op, size))| Request {
-                op,
-                ..Request::read(i as u64, id, size)
+            .map(|(i, (id, op, drawn, change))| {
+                let size = *sizes
+                    .entry(id)
+                    .and_modify(|s| {
+                        if change {
+                            *s = drawn;
+                        }
+                    })
+                    .or_insert(drawn);
+                Request {
+                    op,
+                    ..Request::read(i as u64, id, size)
+                }
             })
             .collect();
         annotate_next_access(&mut r);
