@@ -182,6 +182,10 @@ impl Backend for CudaBackend {
 
     fn unmap(&mut self, off: usize, n: usize) -> Result<(), BackendError> {
         self.check_virt(off, n * self.page_size)?;
+        // As in `map`: an offset inside a page would unmap the page it falls in.
+        if off % self.page_size != 0 {
+            return Err(BackendError::BadRange);
+        }
         self.device.enter()?;
         for i in 0..n {
             let v = off / self.page_size + i;
