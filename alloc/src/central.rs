@@ -24,8 +24,6 @@
 //! - `empty` counts the slabs with `free == nslots` that are not decommitted;
 //! - `claimed` is the number of slots handed out of here and not yet returned.
 
-use crate::sync::{AtomicU32, Ordering};
-
 /// "No slab" in list links.
 pub const NONE: u32 = u32::MAX;
 const DECOMMITTED: u32 = 1;
@@ -35,9 +33,9 @@ const DECOMMITTED: u32 = 1;
 pub struct SlabMeta {
     /// Free slots in the bitmap. Changed under the arena lock.
     pub free: u32,
-    /// Slots at or above this index were never handed out since the slab was
-    /// first committed. Written under the lock; read racily only to word a fault report.
-    pub frontier: AtomicU32,
+    /// Slots at or above this index were never claimed since the slab was first
+    /// committed. Read and written under the arena lock only.
+    pub frontier: u32,
     next: u32,
     prev: u32,
     flags: u32,
@@ -49,7 +47,7 @@ impl SlabMeta {
     pub fn unlinked() -> SlabMeta {
         SlabMeta {
             free: 0,
-            frontier: AtomicU32::new(0),
+            frontier: 0,
             next: NONE,
             prev: NONE,
             flags: 0,
@@ -146,7 +144,7 @@ impl Central {
         }
         let m = &mut s.meta[idx as usize];
         m.free = s.nslots;
-        m.frontier.store(0, Ordering::Relaxed);
+        m.frontier = 0;
         m.flags = 0;
         self.nslabs += 1;
         self.empty += 1;
@@ -184,11 +182,7 @@ impl Central {
         let base = idx as usize * s.words;
         let (free, frontier, decommitted) = {
             let m = &s.meta[idx as usize];
-            (
-                m.free,
-                m.frontier.load(Ordering::Relaxed),
-                m.flags & DECOMMITTED != 0,
-            )
+            (m.free, m.frontier, m.flags & DECOMMITTED != 0)
         };
         if free == s.nslots && !decommitted {
             self.empty -= 1;
@@ -253,7 +247,7 @@ impl Central {
             self.recommitted += 1;
         }
         m.flags &= !DECOMMITTED;
-        m.frontier.store(new_frontier, Ordering::Relaxed);
+        m.frontier = new_frontier;
         if m.free == 0 {
             self.unlink(s, idx);
         }

@@ -1009,7 +1009,7 @@ fn slabs_view(gm: &Geom, a: usize) -> (u32, Slabs<'static>) {
     // SAFETY: the class's metadata arrays are reserved for `max_slabs` slabs for the
     // life of the process and `first + n <= max_slabs`. Arenas own disjoint slab
     // ranges and this view is used only under arena `a`'s lock, which makes it the
-    // only access to them (free reads only the atomic `frontier`).
+    // only access to them.
     let view = unsafe {
         Slabs {
             meta: core::slice::from_raw_parts_mut(gm.meta.add(first), n),
@@ -1758,7 +1758,7 @@ mod tests {
             // quarantine=0: the slot goes straight to the top of the cache.
             free(p, Op::Free, None);
             let s = locate(p as usize - gl.base).expect("a slot");
-            live_byte(&gl.geom[s.class], s.slab, s.index).store(1, Ordering::Relaxed);
+            live_byte(&gl.geom[s.class], s.slab, s.index).store(LIVE, Ordering::Relaxed);
             let q = malloc(100);
             eprintln!("child: malloc returned {:#x} without a report", q as usize);
             std::process::exit(0);

@@ -241,6 +241,14 @@ impl State {
         true
     }
 
+    /// Remember `addr` as freed: a later free or realloc of it is then
+    /// reported as a double free or use after free, not a wild pointer.
+    fn note_freed(&mut self, addr: usize) {
+        let pos = self.recent_pos;
+        self.recent[pos] = addr;
+        self.recent_pos = (pos + 1) % RECENT;
+    }
+
     fn dropping(&mut self, guard: usize) {
         if guard > 0 {
             self.guarded -= 1;
@@ -290,38 +298,17 @@ unsafe fn retire_block(addr: usize, map: usize, guard: usize) {
 /// `[addr, addr+map)` is the range the block left (unmapped by the move) and
 /// the guard after it is ours and unused.
 unsafe fn hold_moved(addr: usize, map: usize, guard: usize) {
-    // SAFETY: MAP_FIXED_NOREPLACE maps only if the range is still free.
-    let q = unsafe {
-        libc::mmap(
-            addr as *mut libc::c_void,
-            map,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE
-                | libc::MAP_ANONYMOUS
-                | libc::MAP_NORESERVE
-                | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
     let len = map + guard;
-    if q == addr as *mut libc::c_void && len <= HELD_BYTES {
-        hold(addr, len);
-        return;
-    }
-    // SAFETY: the old guard is ours; `q`, when mapped elsewhere (an old kernel
-    // took the address as a hint) or too big to hold, is our fresh reservation.
-    unsafe {
-        if q == addr as *mut libc::c_void {
-            os::unmap(addr as *mut u8, len);
-            return;
+    if os::reserve_at(addr as *mut u8, map) {
+        if len <= HELD_BYTES {
+            hold(addr, len);
+        } else {
+            // SAFETY: the reservation just made and the old guard are ours.
+            unsafe { os::unmap(addr as *mut u8, len) };
         }
-        if q != libc::MAP_FAILED {
-            os::unmap(q.cast(), map);
-        }
-        if guard > 0 {
-            os::unmap((addr + map) as *mut u8, guard);
-        }
+    } else if guard > 0 {
+        // SAFETY: the old guard is ours and unused.
+        unsafe { os::unmap((addr + map) as *mut u8, guard) };
     }
 }
 
@@ -758,9 +745,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
         }
     }
     st.remove(i);
-    let pos = st.recent_pos;
-    st.recent[pos] = addr;
-    st.recent_pos = (pos + 1) % RECENT;
+    st.note_freed(addr);
     // The cache follows the heap: the live large bytes (2 MiB at least,
     // `large_cache` at most), so freed blocks add little to peak RSS while
     // a program cycling big blocks still reuses them (a miss grows the biggest
@@ -919,25 +904,8 @@ unsafe fn remap(
     }
     // The old guard page stayed behind: the caller holds it with the old range
     // (`hold_moved`).
-    let want = q.wrapping_add(new_map);
-    // SAFETY: a new anonymous mapping that may not replace anything.
-    let gp = unsafe {
-        libc::mmap(
-            want.cast(),
-            PAGE,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
-    if gp == want.cast() {
+    if os::reserve_at(q.wrapping_add(new_map), PAGE) {
         return Some((q, PAGE));
-    }
-    if gp != libc::MAP_FAILED {
-        // An old kernel took the address as a hint: not our guard.
-        // SAFETY: the mapping was just made and is unused.
-        unsafe { os::unmap(gp.cast(), PAGE) };
     }
     st.dropping(guard);
     Some((q, 0))
@@ -1021,11 +989,7 @@ pub(crate) fn grow_by_remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     });
     let moved = q != p;
     if moved {
-        // The old address is a freed one now: a later free or realloc of it is
-        // reported as such.
-        let pos = st.recent_pos;
-        st.recent[pos] = p as usize;
-        st.recent_pos = (pos + 1) % RECENT;
+        st.note_freed(p as usize);
     }
     drop(st);
     if moved {

@@ -160,6 +160,36 @@ pub unsafe fn vacate(p: *mut u8, len: usize) -> bool {
     q != libc::MAP_FAILED
 }
 
+/// Reserve `[p, p+len)` (inaccessible, no memory) if nothing is mapped there;
+/// false if something is, or the kernel refused. Never replaces a mapping
+/// (MAP_FIXED_NOREPLACE; a kernel that takes the address as a hint and maps
+/// elsewhere gets that mapping back at once).
+pub fn reserve_at(p: *mut u8, len: usize) -> bool {
+    // SAFETY: MAP_FIXED_NOREPLACE creates a new anonymous mapping only where
+    // nothing is mapped; the result is checked against MAP_FAILED.
+    let q = unsafe {
+        libc::mmap(
+            p.cast(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if q == p.cast() {
+        return true;
+    }
+    if q != libc::MAP_FAILED {
+        // SAFETY: the mapping was just made here and nothing uses it.
+        unsafe { unmap(q.cast(), len) };
+    }
+    false
+}
+
 /// Unmap `[p, p+len)`.
 ///
 /// # Safety

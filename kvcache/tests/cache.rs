@@ -741,6 +741,16 @@ const COLL: [u32; 32] = [
     15812, 15813, 15810, 15811, 67445681, 4122606995,
 ];
 
+/// Admit `prompt`, append and write what was not cached, and publish it (the
+/// KV is computed): an engine's prefill.
+fn prefill(c: &mut KvCache<HostBackend>, prompt: &[u32]) -> Admission {
+    let a = c.admit(prompt).unwrap();
+    c.append(a.id, &prompt[a.cached_tokens..]).unwrap();
+    fill(c, a.id, prompt, a.cached_tokens);
+    c.publish(a.id).unwrap();
+    a
+}
+
 #[test]
 fn a_real_hash_collision_never_shares_kv() {
     let a = toks(1, 32);
@@ -750,17 +760,11 @@ fn a_real_hash_collision_never_shares_kv() {
     );
     // Admission and swap-in of the colliding prompt.
     let mut c = cache(16);
-    let ra = c.admit(&a).unwrap();
-    c.append(ra.id, &a).unwrap();
-    fill(&mut c, ra.id, &a, 0);
-    c.publish(ra.id).unwrap();
+    let ra = prefill(&mut c, &a);
     c.free(ra.id).unwrap();
     let x = COLL.to_vec();
-    let rx = c.admit(&x).unwrap();
+    let rx = prefill(&mut c, &x);
     assert_eq!(rx.cached_tokens, 0);
-    c.append(rx.id, &x).unwrap();
-    fill(&mut c, rx.id, &x, 0);
-    c.publish(rx.id).unwrap();
     let mut swap = MemSwap::default();
     c.swap_out(rx.id, &mut swap).unwrap();
     c.swap_in(rx.id, &mut swap).unwrap();
@@ -768,18 +772,12 @@ fn a_real_hash_collision_never_shares_kv() {
     c.check_invariants();
     // A block published after the colliding one does not chain to `a`.
     let mut c = cache(16);
-    let ra = c.admit(&a).unwrap();
-    c.append(ra.id, &a).unwrap();
-    fill(&mut c, ra.id, &a, 0);
-    c.publish(ra.id).unwrap();
+    let ra = prefill(&mut c, &a);
     c.free(ra.id).unwrap();
     let tail = toks(5, 32);
     let mut x = COLL.to_vec();
     x.extend_from_slice(&tail);
-    let rx = c.admit(&x).unwrap();
-    c.append(rx.id, &x).unwrap();
-    fill(&mut c, rx.id, &x, 0);
-    c.publish(rx.id).unwrap();
+    let rx = prefill(&mut c, &x);
     c.free(rx.id).unwrap();
     let mut v = a.clone();
     v.extend_from_slice(&tail);

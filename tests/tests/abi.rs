@@ -214,15 +214,10 @@ fn free_sized_of_a_block_spilled_to_a_bigger_class_is_not_a_mismatch() {
         &["-O1", "-Wall", "-Wextra", "-Werror"],
         &["-ldl"],
     );
-    let mut cmd = Command::new("sh");
+    let mut cmd = engram_tests::preloaded(std::path::Path::new("sh"), "canary=0");
     cmd.arg("-c")
         .arg("ulimit -v 6000000 && exec \"$0\"")
-        .arg(&exe)
-        .env("LD_PRELOAD", engram_tests::malloc_so())
-        .env("ENGRAM_MALLOC", "canary=0")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .arg(&exe);
     let out = engram_tests::run_ok(cmd, "class_full", std::time::Duration::from_secs(120));
     assert!(out.contains("free_sized ok"), "{out}");
 }

@@ -114,10 +114,7 @@ pub fn parse_cloudphysics_csv(r: impl BufRead) -> Result<Vec<Request>> {
     let mut header = true;
     for_lines(r, |n, line| {
         if std::mem::take(&mut header) {
-            if !line
-                .trim_start_matches('\u{feff}')
-                .starts_with("version,time,op,size,lbn")
-            {
+            if !line.starts_with("version,time,op,size,lbn") {
                 return Err(parse_err(n, "expected header `version,time,op,size,lbn`"));
             }
             return Ok(());
@@ -287,11 +284,7 @@ fn op_from_name(name: &str, line: u64) -> Result<Op> {
 
 /// Column positions from a CSV header.
 fn columns(header: &str, want: &[&str], line: u64) -> Result<Vec<usize>> {
-    let names: Vec<&str> = header
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
     want.iter()
         .map(|w| {
             names
@@ -472,9 +465,13 @@ mod tests {
             parse_cachelib_kv(kv.as_bytes()),
             Err(Error::EmptyTrace)
         ));
-        // A byte-order mark before a headerless Twitter line.
+        // A byte-order mark before a headerless Twitter line, or a header.
         let tw = "\u{feff}0,key,3,10,1,get,0\n";
         assert_eq!(parse_twitter(tw.as_bytes()).unwrap().len(), 1);
+        let kv = "\u{feff}op_time,key,key_size,op,op_count,size\n1,k,4,GET,1,10\n";
+        assert_eq!(parse_cachelib_kv(kv.as_bytes()).unwrap().len(), 1);
+        let cp = "\u{feff}version,time,op,size,lbn\n1,5,28,512,7\n";
+        assert_eq!(parse_cloudphysics_csv(cp.as_bytes()).unwrap().len(), 1);
     }
 
     #[test]
