@@ -172,8 +172,9 @@ pub trait SwapSource {
     /// The page must stay readable until [`done`](Self::done): a swap-in that fails
     /// part-way reads it again on the next try.
     fn get(&mut self, id: ReqId, page: usize, tensor: usize, out: &mut [u8]) -> Result<(), String>;
-    /// Request `id` is swapped back in: what was stored for it may be dropped
-    /// (pages it mapped shared from the prefix cache were never read).
+    /// Request `id` is swapped back in, or freed while swapped out
+    /// ([`KvCache::free_swapped`]): what was stored for it may be dropped (pages it
+    /// mapped shared from the prefix cache were never read).
     fn done(&mut self, id: ReqId) {
         let _ = id;
     }
@@ -194,6 +195,11 @@ impl MemSwap {
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.pages.is_empty()
+    }
+
+    /// Pages stored for request `id`.
+    pub fn pages_of(&self, id: ReqId) -> usize {
+        self.pages.keys().filter(|k| k.0 == id).count()
     }
 }
 
@@ -1135,17 +1141,40 @@ impl<B: Backend> KvCache<B> {
 
     /// Free request `id`: its full blocks stay in the prefix cache, its other pages
     /// stay mapped in its slot for the next request (deferred reclamation).
+    ///
+    /// A request swapped out is refused ([`Error::WrongState`]): its pages sit in the
+    /// swap store, which only [`free_swapped`](Self::free_swapped) can tell to drop them.
     pub fn free(&mut self, id: ReqId) -> Result<(), Error> {
         self.usable()?;
         let r = self.req(id)?;
         let len = r.len;
         let upto = r.written.min(r.prompt_len);
-        if let ReqState::Live { slot } = r.state {
-            self.publish_upto(id, upto);
-            self.release_slot(slot, len)?;
+        match r.state {
+            ReqState::Live { slot } => {
+                self.publish_upto(id, upto);
+                self.release_slot(slot, len)?;
+            }
+            ReqState::Swapped => {
+                return Err(Error::WrongState {
+                    id,
+                    state: "swapped out: free it with free_swapped, which drops its stored pages",
+                });
+            }
         }
         self.requests.remove(&id);
         Ok(())
+    }
+
+    /// Free request `id` whatever its state; if it is swapped out, `store` (the
+    /// store it was swapped out to) drops its pages ([`SwapSource::done`]).
+    pub fn free_swapped(&mut self, id: ReqId, store: &mut dyn SwapSource) -> Result<(), Error> {
+        self.usable()?;
+        if self.req(id)?.state == ReqState::Swapped {
+            self.requests.remove(&id);
+            store.done(id);
+            return Ok(());
+        }
+        self.free(id)
     }
 
     /// Drop request `id` for recompute: free it and return its tokens.

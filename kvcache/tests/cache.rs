@@ -397,6 +397,51 @@ fn swap_out_and_in_keeps_data() {
     c.check_invariants();
 }
 
+/// A request freed while swapped out leaves nothing in the swap store (review
+/// finding: `free` dropped the request and the store kept its pages forever).
+#[test]
+fn freeing_a_swapped_out_request_drops_its_stored_pages() {
+    let mut c = cache(8);
+    let p = toks(5, 100);
+    let a = c.admit(&[]).unwrap();
+    c.append(a.id, &p).unwrap();
+    fill(&mut c, a.id, &p, 0);
+    let b = c.admit(&[]).unwrap();
+    c.append(b.id, &p[..40]).unwrap();
+    fill(&mut c, b.id, &p[..40], 0);
+    let mut swap = MemSwap::default();
+    c.swap_out(a.id, &mut swap).unwrap();
+    c.swap_out(b.id, &mut swap).unwrap();
+    let of_b = swap.pages_of(b.id);
+    assert!(swap.pages_of(a.id) > 0 && of_b > 0);
+    // `free` cannot reach the store: it refuses, and the request stays.
+    assert!(matches!(c.free(a.id), Err(Error::WrongState { .. })));
+    assert!(matches!(
+        c.preempt_recompute(a.id),
+        Err(Error::WrongState { .. })
+    ));
+    assert_eq!(c.request_state(a.id).unwrap(), RequestState::Swapped);
+    c.free_swapped(a.id, &mut swap).unwrap();
+    assert_eq!(swap.pages_of(a.id), 0);
+    assert_eq!(
+        swap.pages_of(b.id),
+        of_b,
+        "another request's pages went too"
+    );
+    assert_eq!(
+        c.free_swapped(a.id, &mut swap),
+        Err(Error::AlreadyFreed(a.id))
+    );
+    // The other one still swaps back in whole.
+    c.swap_in(b.id, &mut swap).unwrap();
+    verify(&c, b.id, &p[..40]);
+    // free_swapped frees a live request like free.
+    c.free_swapped(b.id, &mut swap).unwrap();
+    assert!(swap.is_empty());
+    assert_eq!(c.metrics().pages_live, 0);
+    c.check_invariants();
+}
+
 #[test]
 fn swap_in_shares_the_prompt_blocks_still_cached() {
     // A 96-token prompt (3 full blocks) plus 20 generated tokens: at swap-out the

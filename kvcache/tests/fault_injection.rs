@@ -287,7 +287,7 @@ fn run(ops: &[Op], layout: Layout, plan: Arc<Plan>) -> Result<bool, TestCaseErro
             },
             Op::Free { who } => match m.pick(who) {
                 Some(id) => {
-                    let r = c.free(id);
+                    let r = c.free_swapped(id, &mut swap);
                     if r.is_ok() {
                         m.remove(id);
                     }

@@ -206,7 +206,14 @@ fn run(ops: Vec<Op>, layout: Layout) -> Result<(), TestCaseError> {
                 let Some(&id) = m.reqs.keys().nth(sel % m.reqs.len().max(1)) else {
                     continue;
                 };
-                c.free(id).unwrap();
+                if m.reqs[&id].1 {
+                    let refused = matches!(c.free(id), Err(Error::WrongState { .. }));
+                    prop_assert!(refused, "free of swapped-out {} was not refused", id);
+                    c.free_swapped(id, &mut swap).unwrap();
+                    prop_assert_eq!(swap.pages_of(id), 0);
+                } else {
+                    c.free(id).unwrap();
+                }
                 m.reqs.remove(&id);
                 m.freed.push(id);
             }

@@ -95,6 +95,22 @@ pub fn run(data: &[u8]) {
     run_on(data, Layout::TokenMajor);
 }
 
+/// Free `id`: a swapped-out request is refused by `free` and freed by
+/// `free_swapped`, which leaves none of its pages in the swap store.
+fn free(c: &mut KvCache<HostBackend>, swap: &mut MemSwap, id: u64, swapped: bool) {
+    if swapped {
+        assert!(
+            matches!(c.free(id), Err(Error::WrongState { .. })),
+            "free of swapped-out {id} must point to free_swapped"
+        );
+        c.free_swapped(id, swap)
+            .expect("freeing a swapped-out request");
+        assert_eq!(swap.pages_of(id), 0, "swap store kept pages of freed {id}");
+    } else {
+        c.free(id).expect("freeing a known request");
+    }
+}
+
 fn run_on(data: &[u8], layout: Layout) {
     let mut c = host_cache(config(layout)).expect("building the fuzz cache");
     let mut m = Model::default();
@@ -108,10 +124,14 @@ fn run_on(data: &[u8], layout: Layout) {
     // Free everything; the pool must then hold no live page.
     let ids: Vec<u64> = m.reqs.keys().copied().collect();
     for id in ids {
-        c.free(id).expect("freeing a known request");
+        free(&mut c, &mut swap, id, m.reqs[&id].1);
         m.reqs.remove(&id);
     }
     c.check_invariants();
+    assert!(
+        swap.is_empty(),
+        "the swap store kept pages of freed requests"
+    );
     assert_eq!(
         c.metrics().pages_live,
         0,
@@ -322,7 +342,7 @@ fn step(c: &mut KvCache<HostBackend>, m: &mut Model, swap: &mut MemSwap, op: Op)
             let Some(&id) = m.reqs.keys().nth(usize::from(sel) % m.reqs.len().max(1)) else {
                 return;
             };
-            c.free(id).expect("freeing a known request");
+            free(c, swap, id, m.reqs[&id].1);
             m.reqs.remove(&id);
             m.freed.push(id);
         }

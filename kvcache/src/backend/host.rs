@@ -390,31 +390,47 @@ mod sys {
         std::fs::read_to_string(path).ok()?.trim().parse().ok()
     }
 
-    /// The cgroup's memory limit less its usage, if a limit is set.
+    /// The least room (limit less usage) over the process's memory cgroup and
+    /// every ancestor with a limit (a container's limit is usually set on a
+    /// parent of the process's own group), or None if no level sets one.
     fn cgroup_room() -> Option<usize> {
         let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
         for line in groups.lines() {
             let mut f = line.splitn(3, ':');
             let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
-            let (limit, usage) = if ctrl.is_empty() {
-                let d = format!("/sys/fs/cgroup{path}");
-                (format!("{d}/memory.max"), format!("{d}/memory.current"))
+            let (root, limit, usage) = if ctrl.is_empty() {
+                ("/sys/fs/cgroup", "memory.max", "memory.current")
             } else if ctrl.split(',').any(|c| c == "memory") {
-                let d = format!("/sys/fs/cgroup/memory{path}");
                 (
-                    format!("{d}/memory.limit_in_bytes"),
-                    format!("{d}/memory.usage_in_bytes"),
+                    "/sys/fs/cgroup/memory",
+                    "memory.limit_in_bytes",
+                    "memory.usage_in_bytes",
                 )
             } else {
                 continue;
             };
-            // "max" (v2) or a huge number (v1): no limit.
-            let Some(limit) = read_num(&limit).filter(|&l| l < (1 << 60)) else {
-                continue;
-            };
-            return Some(limit.saturating_sub(read_num(&usage).unwrap_or(0)));
+            return tightest(root, path, limit, usage);
         }
         None
+    }
+
+    /// The least `limit - usage` over `root/path` and its ancestors up to `root`.
+    pub(super) fn tightest(root: &str, path: &str, limit: &str, usage: &str) -> Option<usize> {
+        let mut room: Option<usize> = None;
+        let mut dir = path.trim_end_matches('/');
+        loop {
+            let d = format!("{root}{dir}");
+            // "max" (v2) or a huge number (v1): no limit at this level.
+            if let Some(l) = read_num(&format!("{d}/{limit}")).filter(|&l| l < (1 << 60)) {
+                let here = l.saturating_sub(read_num(&format!("{d}/{usage}")).unwrap_or(0));
+                room = Some(room.map_or(here, |r| r.min(here)));
+            }
+            match dir.rfind('/') {
+                Some(i) => dir = &dir[..i],
+                None => break,
+            }
+        }
+        room
     }
 
     pub(super) fn memfd(huge: bool) -> Result<i32, BackendError> {
@@ -540,5 +556,41 @@ mod sys {
     pub(super) fn write(dst: usize, data: &[u8]) {
         // SAFETY: as in `read`, for a writable mapped destination.
         unsafe { ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sys::tightest;
+
+    /// A limit set on a parent group (as a container runtime does) bounds the
+    /// room even when the process's own group has none (review finding: only the
+    /// process's own group was read).
+    #[test]
+    fn a_parent_groups_limit_counts() {
+        let root = std::env::temp_dir().join(format!("engram-cg-{}", std::process::id()));
+        let leaf = root.join("a/b/c");
+        std::fs::create_dir_all(&leaf).unwrap();
+        let put = |d: &std::path::Path, max: &str, cur: &str| {
+            std::fs::write(d.join("memory.max"), max).unwrap();
+            std::fs::write(d.join("memory.current"), cur).unwrap();
+        };
+        put(&root, "max\n", "0\n");
+        put(&root.join("a"), "1000000\n", "400000\n");
+        put(&root.join("a/b"), "max\n", "100\n");
+        put(&leaf, "max\n", "100\n");
+        let r = root.to_str().unwrap();
+        let room = |p: &str| tightest(r, p, "memory.max", "memory.current");
+        assert_eq!(room("/a/b/c"), Some(600_000));
+        assert_eq!(room("/a/b/c/"), Some(600_000));
+        // A tighter leaf wins over the parent.
+        put(&leaf, "50000\n", "20000\n");
+        assert_eq!(room("/a/b/c"), Some(30_000));
+        // No level sets a limit.
+        assert_eq!(room("/"), None);
+        put(&root.join("a"), "max\n", "0\n");
+        put(&leaf, "max\n", "0\n");
+        assert_eq!(room("/a/b/c"), None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
