@@ -361,8 +361,14 @@ fn init_slow() -> bool {
             Err(READY) => return true,
             Err(FAILED) => return false,
             Err(_) => {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
+                // Another thread is setting up. Sleep, not sched_yield: under
+                // SCHED_FIFO a yield never lets a lower-priority initialiser run.
+                let nap = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 20_000,
+                };
+                // SAFETY: `nap` is a valid timespec; the remainder pointer may be null.
+                unsafe { libc::nanosleep(&nap, ptr::null_mut()) };
             }
         }
     }

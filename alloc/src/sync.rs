@@ -2,9 +2,13 @@
 //!
 //! `std::sync::Mutex` is not usable here: it cannot be held across the fork handlers
 //! (prepare locks, parent/child unlock) and its poisoning path can panic. This is a
-//! test-and-test-and-set lock that yields to the scheduler after a short spin, so a
-//! preempted holder on a 2-core machine does not burn the other core. It never
-//! allocates. Under `--cfg engram_loom` it is built on loom's atomics and modelled in
+//! futex lock (Drepper's "Futexes are tricky", mutex 3): a short spin, then the
+//! waiter sleeps in the kernel until the holder wakes it. Sleeping, not yielding,
+//! matters: under SCHED_FIFO a high-priority waiter that calls `sched_yield` never
+//! lets a preempted lower-priority holder run again (a livelock,
+//! `tests/c/rt_lock.c`). It never allocates. Under `--cfg engram_loom` it is
+//! built on loom's atomics, with a futex wait that yields (a futex wait may
+//! return at any time, so this is a valid model of it), and modelled in
 //! `loom_models`.
 
 #[cfg(not(engram_loom))]
@@ -14,12 +18,14 @@ pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 
 use core::cell::UnsafeCell;
 
-/// A spin-then-yield lock protecting a `T`.
+/// A spin-then-sleep lock protecting a `T`.
 ///
-/// Invariant: `state` is 1 exactly while one `SpinGuard` (or a `force_lock` without
-/// its `force_unlock`) exists; `value` is reached only then. While a `force_lock`
-/// holds it, the thread that called it (`forker`) may take nested guards, one at
-/// a time (no code path takes a lock it already holds).
+/// Invariant: `state` is 0 when the lock is free, 1 when held with no sleeper,
+/// 2 when held and a waiter may be asleep on it (the unlock then wakes one);
+/// `value` is reached only while one `SpinGuard` (or a `force_lock` without
+/// its `force_unlock`) exists. While a `force_lock` holds it, the thread that
+/// called it (`forker`) may take nested guards, one at a time (no code path
+/// takes a lock it already holds).
 pub struct SpinLock<T> {
     state: AtomicU32,
     /// The thread holding the lock through [`force_lock`](Self::force_lock)
@@ -86,25 +92,39 @@ impl<T> SpinLock<T> {
                 nested: true,
             };
         }
-        let mut spins = 0u32;
-        loop {
-            if self.state.load(Ordering::Relaxed) == 0
-                && self
-                    .state
-                    .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return SpinGuard {
-                    lock: self,
-                    nested: false,
-                };
-            }
-            spins += 1;
-            if spins < 64 && !cfg!(engram_loom) {
+        if !cfg!(engram_loom) {
+            // A holder on another CPU usually lets go within a few hundred cycles.
+            for _ in 0..64 {
                 core::hint::spin_loop();
-            } else {
-                yield_now();
+                if self.state.load(Ordering::Relaxed) == 0
+                    && self
+                        .state
+                        .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return SpinGuard {
+                        lock: self,
+                        nested: false,
+                    };
+                }
             }
+        }
+        // Mark the lock contended and sleep until it is free; whoever takes it
+        // this way leaves it marked 2, so its unlock wakes the next sleeper.
+        while self.state.swap(2, Ordering::Acquire) != 0 {
+            futex_wait(&self.state, 2);
+        }
+        SpinGuard {
+            lock: self,
+            nested: false,
+        }
+    }
+
+    /// Release the lock, waking one sleeper if there may be one.
+    #[inline]
+    fn unlock(&self) {
+        if self.state.swap(0, Ordering::Release) == 2 {
+            futex_wake(&self.state);
         }
     }
 
@@ -121,7 +141,7 @@ impl<T> SpinLock<T> {
     /// The lock is held through `force_lock` and no guard refers to it.
     pub unsafe fn force_unlock(&self) {
         self.forker.store(0, Ordering::Relaxed);
-        self.state.store(0, Ordering::Release);
+        self.unlock();
     }
 }
 
@@ -138,17 +158,48 @@ fn thread_id() -> usize {
     0
 }
 
+/// Sleep while `*word == val` (returns at once if it is not, or on any wake).
+#[cfg(not(engram_loom))]
+fn futex_wait(word: &AtomicU32, val: u32) {
+    // SAFETY: `word` is a live, aligned u32 for the whole call; FUTEX_WAIT only
+    // reads it, and with a null timeout has no other pointer argument. Errors
+    // (EAGAIN: the value changed; EINTR) mean "look again", which the caller does.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            core::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// Wake one thread sleeping in [`futex_wait`] on `word`.
+#[cfg(not(engram_loom))]
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not touch memory.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+}
+
+/// Under loom a futex wait is a yield: a real one may return spuriously at any
+/// time, so the protocol must already hold when it returns at once.
 #[cfg(engram_loom)]
-fn yield_now() {
+fn futex_wait(word: &AtomicU32, val: u32) {
+    let _ = (word, val);
     loom::thread::yield_now();
 }
 
-#[cfg(not(engram_loom))]
-fn yield_now() {
-    // SAFETY: sched_yield has no preconditions and does not allocate.
-    unsafe {
-        libc::sched_yield();
-    }
+#[cfg(engram_loom)]
+fn futex_wake(word: &AtomicU32) {
+    let _ = word;
 }
 
 /// Access to the value of a held [`SpinLock`]; unlocks on drop, unless it
@@ -177,7 +228,7 @@ impl<T> core::ops::DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         if !self.nested {
-            self.lock.state.store(0, Ordering::Release);
+            self.lock.unlock();
         }
     }
 }
