@@ -590,13 +590,14 @@ fn locate(off: usize) -> Result<Slot, Fault> {
         return Err(Fault::InvalidPointer);
     }
     let index = gm.slot_div.div(in_slab);
-    if index * gm.slot != in_slab {
-        return Err(Fault::InteriorPointer);
-    }
     if index >= gm.nslots {
         // The slack after a slab's last slot, when the slot size does not
-        // divide the slab: its "index" would be the next slab's first live byte.
+        // divide the slab: no block there (its "index" would be the next
+        // slab's first live byte), so not an interior pointer of one either.
         return Err(Fault::InvalidPointer);
+    }
+    if index * gm.slot != in_slab {
+        return Err(Fault::InteriorPointer);
     }
     Ok(Slot {
         class: c,
@@ -1742,6 +1743,13 @@ mod tests {
                 locate(slack).err(),
                 Some(Fault::InvalidPointer),
                 "class {c}"
+            );
+            // Inside the slack, off any slot boundary: still no block there,
+            // so not an interior pointer of one.
+            assert_eq!(
+                locate(slack + 8).err(),
+                Some(Fault::InvalidPointer),
+                "class {c}, 8 bytes into the slack"
             );
         }
         assert!(tried > 10, "only {tried} classes have slack");
