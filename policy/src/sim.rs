@@ -189,7 +189,8 @@ pub struct SimResult {
     pub p99_latency_ns: f64,
     /// Most objects ever resident at once.
     pub max_resident: usize,
-    /// Time series, `windows` points.
+    /// Time series, `windows` points (one per lookup when there are fewer
+    /// lookups).
     pub series: Vec<Point>,
 }
 
@@ -216,11 +217,17 @@ pub fn simulate(
 ) -> SimResult {
     policy.set_costs(cost);
     let lookups = reqs.iter().filter(|r| r.op != Op::Delete).count() as u64;
-    let per_window = if windows == 0 {
-        u64::MAX
-    } else {
-        lookups.div_ceil(windows as u64).max(1)
+    // Window k (1-based) closes after lookup `k * lookups / windows`: exactly
+    // `windows` windows, their lengths differing by at most one (fewer, none
+    // empty, when there are fewer lookups than windows).
+    let bound = |k: u64| -> u64 {
+        if windows == 0 {
+            u64::MAX
+        } else {
+            (u128::from(k) * u128::from(lookups) / windows as u128) as u64
+        }
     };
+    let mut window = 1u64;
     let mut r = SimResult {
         policy: policy.name().to_owned(),
         capacity: policy.capacity(),
@@ -271,6 +278,12 @@ pub fn simulate(
         }
         if write && (out.hit || out.admitted) {
             dirty.insert(req.id, req.size);
+        } else if out.hit
+            && let Some(size) = dirty.get_mut(&req.id)
+        {
+            // A read that changed the object's size: the write-back writes
+            // what is resident now.
+            *size = req.size;
         }
         let ns = if out.hit {
             r.hits += 1;
@@ -293,13 +306,16 @@ pub fn simulate(
         lat.push(ns as f32);
         w_n += 1;
         w_ns += ns;
-        if w_n == per_window {
+        if r.requests >= bound(window) {
             r.series.push(Point {
                 requests: r.requests,
                 hit_ratio: w_hits as f64 / w_n as f64,
                 mean_latency_ns: w_ns / w_n as f64,
             });
             (w_hits, w_n, w_ns) = (0, 0, 0.0);
+            while r.requests >= bound(window) && window < windows as u64 {
+                window += 1;
+            }
         }
         if check {
             assert!(
@@ -413,6 +429,48 @@ mod tests {
         assert!((r.p99_latency_ns - cost.miss(100, false, true)).abs() < 1.0);
         assert_eq!(r.series.len(), 5);
         assert_eq!(r.bytes_migrated, 300);
+    }
+
+    /// Review findings: the series has exactly `windows` points (it had 5 of
+    /// 6 over 10 lookups), one per lookup when there are fewer lookups.
+    #[test]
+    fn the_series_has_the_points_asked_for() {
+        for (n, windows, want) in [(10, 6, 6), (10, 5, 5), (10, 1, 1), (3, 6, 3), (7, 7, 7)] {
+            let reqs: Vec<Request> = (0..n).map(|id| Request::read(0, id, 10)).collect();
+            let r = simulate(
+                &mut Lru::new(2),
+                &reqs,
+                &CostModel::default(),
+                windows,
+                true,
+            );
+            assert_eq!(r.series.len(), want, "{n} lookups, {windows} windows");
+            assert_eq!(r.series.last().unwrap().requests, n);
+            let mut last = 0;
+            for p in &r.series {
+                assert!(p.requests > last, "{:?}", r.series);
+                last = p.requests;
+            }
+        }
+    }
+
+    /// A read that changes a dirty object's size: its write-back writes the
+    /// resident size, as `simulate_tiers` counts it (it wrote the old one).
+    #[test]
+    fn a_write_back_writes_the_current_size() {
+        use crate::cache::ByteBudget;
+        let reqs = [
+            Request {
+                op: Op::Write,
+                ..Request::read(0, 1, 100)
+            },
+            Request::read(1, 1, 500),
+            Request::read(2, 2, 100),
+        ];
+        let cost = CostModel::default();
+        let mut p = ByteBudget::new(Box::new(Lru::new(1)), 600, 1);
+        let r = simulate(&mut p, &reqs, &cost, 0, true);
+        assert_eq!((r.writebacks, r.bytes_written_back), (1, 500));
     }
 
     #[test]

@@ -71,6 +71,12 @@ impl Policy for Belady {
         self.order.insert((req.next_access, req.id));
         Outcome::ADMIT
     }
+    fn admits(&self, req: &Request) -> bool {
+        // Room is made by demoting the residents needed furthest in the
+        // future: worth it only if the first of them is needed later than
+        // the newcomer.
+        self.order.last().is_none_or(|&(n, _)| n > req.next_access)
+    }
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
         self.cap = capacity.max(1);
         while self.map.len() > self.cap {

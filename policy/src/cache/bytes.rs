@@ -184,8 +184,10 @@ impl ByteBudget {
         // policy then picks the last victim itself, knowing the newcomer (its
         // admission decision, ARC's ghost lists, Belady's bypass), and the
         // newcomer is rarely demoted by the demotions that follow its own
-        // admission. With unit sizes this never demotes.
-        while self.used + w > self.cap && self.inner.len() > 1 {
+        // admission. With unit sizes this never demotes. Not for a newcomer
+        // the policy says it would refuse: those demotions would buy nothing.
+        let admits = self.inner.admits(req);
+        while admits && self.used + w > self.cap && self.inner.len() > 1 {
             let n = self.inner.len();
             let deficit = self.used + w - self.cap;
             if deficit.saturating_mul(n as u64) <= self.used {
@@ -249,6 +251,9 @@ impl Policy for ByteBudget {
     }
     fn contains(&self, id: ObjectId) -> bool {
         self.sizes.contains_key(&id)
+    }
+    fn admits(&self, req: &Request) -> bool {
+        u64::from(req.size.max(1)) <= self.cap && self.inner.admits(req)
     }
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
         self.place(req, evicted, false)

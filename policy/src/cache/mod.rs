@@ -107,6 +107,15 @@ pub trait Policy {
     /// Process one request: a lookup, and on a miss a placement decision.
     /// Objects evicted to make room are appended to `evicted`.
     fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome;
+    /// Whether a miss on `req` would be admitted if the tier made room for
+    /// it, asked before any room is made ([`ByteBudget`] demotes residents
+    /// ahead of a big newcomer only if so, so that a policy's refusal costs
+    /// no demotions). May answer true when unsure; must not answer false for
+    /// an object `access` would admit. By default true.
+    fn admits(&self, req: &Request) -> bool {
+        let _ = req;
+        true
+    }
     /// An object demoted from the tier above, offered to this one: a miss
     /// like any other, except that its copy is background work, not on a
     /// request's path (a policy that prices copies does not charge it).

@@ -90,6 +90,11 @@ impl Policy for Threshold {
         self.map.insert(req.id, h);
         Outcome::ADMIT
     }
+    fn admits(&self, req: &Request) -> bool {
+        // Counts before this access's aging: aging only lowers them, so this
+        // never refuses what `access` admits.
+        self.counts.get(&req.id).map_or(0, |&c| c).saturating_add(1) >= Self::PROMOTE_AT
+    }
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
         self.cap = capacity.max(1);
         while self.list.len() > self.cap {
