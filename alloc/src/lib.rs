@@ -61,7 +61,7 @@ pub mod sync;
 mod loom_models;
 
 #[cfg(not(engram_loom))]
-pub use config::Config;
+pub use config::{Config, MAX_ARENAS, QUARANTINE_MAX, TCACHE_MAX};
 
 #[cfg(not(engram_loom))]
 pub use api::*;

@@ -41,6 +41,7 @@ pub fn engram_bin() -> PathBuf {
 pub mod alloc_ops;
 pub mod kvcache_ops;
 pub mod kvcache_trace;
+pub mod malloc_options;
 pub mod policy_parse;
 
 /// Compile `tests/c/<name>.c` with the system `cc` into the target directory and
