@@ -298,13 +298,24 @@ unsafe fn retire_block(addr: usize, map: usize, guard: usize) {
 /// `[addr, addr+map)` is the range the block left (unmapped by the move) and
 /// the guard after it is ours and unused.
 unsafe fn hold_moved(addr: usize, map: usize, guard: usize) {
-    let len = map + guard;
-    if os::reserve_at(addr as *mut u8, map) {
+    // When mremap put the block right below its old range, the new block's
+    // guard page (`remap`) is the old range's first page: hold the rest
+    // (review finding: the whole reservation failed, and the next mapping
+    // could land on the stale addresses).
+    let start = if os::reserve_at(addr as *mut u8, map) {
+        addr
+    } else if map > PAGE && os::reserve_at((addr + PAGE) as *mut u8, map - PAGE) {
+        addr + PAGE
+    } else {
+        0
+    };
+    if start != 0 {
+        let len = addr + map + guard - start;
         if len <= HELD_BYTES {
-            hold(addr, len);
+            hold(start, len);
         } else {
             // SAFETY: the reservation just made and the old guard are ours.
-            unsafe { os::unmap(addr as *mut u8, len) };
+            unsafe { os::unmap(start as *mut u8, len) };
         }
     } else if guard > 0 {
         // SAFETY: the old guard is ours and unused.
@@ -894,7 +905,8 @@ unsafe fn remap(
     }
     // SAFETY: the caller guarantees the mapping; MREMAP_MAYMOVE leaves it intact
     // on failure.
-    let q = unsafe { libc::mremap(p.cast(), map, new_map, libc::MREMAP_MAYMOVE) };
+    let q =
+        os::keeping_errno(|| unsafe { libc::mremap(p.cast(), map, new_map, libc::MREMAP_MAYMOVE) });
     if q == libc::MAP_FAILED {
         return None;
     }
@@ -934,7 +946,7 @@ unsafe fn remap_aligned(
     // SAFETY: `[dst, dst+new_map)` lies inside our fresh reservation, which
     // MREMAP_FIXED may replace; the source is the caller's mapping, left intact
     // if the call fails.
-    let q = unsafe {
+    let q = os::keeping_errno(|| unsafe {
         libc::mremap(
             p.cast(),
             map,
@@ -942,7 +954,7 @@ unsafe fn remap_aligned(
             libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
             dst as *mut libc::c_void,
         )
-    };
+    });
     if q == libc::MAP_FAILED {
         // SAFETY: our own unused reservation.
         unsafe { os::unmap(res, len) };

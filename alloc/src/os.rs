@@ -18,7 +18,7 @@ pub const PAGE: usize = 4096;
 pub fn reserve(len: usize) -> *mut u8 {
     // SAFETY: an anonymous private mapping at a kernel-chosen address touches no
     // existing memory; the result is checked against MAP_FAILED.
-    let p = unsafe {
+    let p = keeping_errno(|| unsafe {
         libc::mmap(
             ptr::null_mut(),
             len,
@@ -27,7 +27,7 @@ pub fn reserve(len: usize) -> *mut u8 {
             -1,
             0,
         )
-    };
+    });
     if p == libc::MAP_FAILED {
         ptr::null_mut()
     } else {
@@ -38,7 +38,7 @@ pub fn reserve(len: usize) -> *mut u8 {
 /// Map `len` fresh zeroed read-write bytes at a kernel-chosen address; null on failure.
 pub fn map_rw(len: usize) -> *mut u8 {
     // SAFETY: as in `reserve`: a new anonymous mapping aliases nothing.
-    let p = unsafe {
+    let p = keeping_errno(|| unsafe {
         libc::mmap(
             ptr::null_mut(),
             len,
@@ -47,7 +47,7 @@ pub fn map_rw(len: usize) -> *mut u8 {
             -1,
             0,
         )
-    };
+    });
     if p == libc::MAP_FAILED {
         ptr::null_mut()
     } else {
@@ -62,7 +62,9 @@ pub fn map_rw(len: usize) -> *mut u8 {
 /// Rust reference covers it with a conflicting assumption.
 pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
     // SAFETY: the caller guarantees the range is ours and page-aligned.
-    unsafe { libc::mprotect(p.cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+    keeping_errno(|| unsafe {
+        libc::mprotect(p.cast(), len, libc::PROT_READ | libc::PROT_WRITE) == 0
+    })
 }
 
 /// Make `[p, p+len)` inaccessible (guard).
@@ -71,7 +73,7 @@ pub unsafe fn commit(p: *mut u8, len: usize) -> bool {
 /// As for [`commit`]; additionally nothing may still use the range.
 pub unsafe fn protect_none(p: *mut u8, len: usize) -> bool {
     // SAFETY: the caller guarantees the range is ours, page-aligned and unused.
-    unsafe { libc::mprotect(p.cast(), len, libc::PROT_NONE) == 0 }
+    keeping_errno(|| unsafe { libc::mprotect(p.cast(), len, libc::PROT_NONE) == 0 })
 }
 
 /// Drop the pages of `[p, p+len)`; they read as zero afterwards and RSS drops now.
@@ -81,7 +83,7 @@ pub unsafe fn protect_none(p: *mut u8, len: usize) -> bool {
 pub unsafe fn decommit(p: *mut u8, len: usize) -> bool {
     // SAFETY: the caller guarantees no live data is in the range; DONTNEED on a
     // private anonymous mapping only replaces pages by zero pages.
-    unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) == 0 }
+    keeping_errno(|| unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) == 0 })
 }
 
 /// Which pages of `[p, p + pages * PAGE)` are resident: bit 0 of each `out` byte.
@@ -92,7 +94,7 @@ pub unsafe fn decommit(p: *mut u8, len: usize) -> bool {
 pub unsafe fn resident(p: *mut u8, pages: usize, out: &mut [u8]) -> bool {
     debug_assert!(out.len() >= pages);
     // SAFETY: the caller guarantees the range is mapped and `out` is big enough.
-    unsafe { libc::mincore(p.cast(), pages * PAGE, out.as_mut_ptr()) == 0 }
+    keeping_errno(|| unsafe { libc::mincore(p.cast(), pages * PAGE, out.as_mut_ptr()) == 0 })
 }
 
 /// [`write_all`] with SIGPIPE held off: the report goes to a pipe whose reader
@@ -147,7 +149,7 @@ pub fn is_pipe_with_inode(fd: i32, ino: u64) -> bool {
 pub unsafe fn vacate(p: *mut u8, len: usize) -> bool {
     // SAFETY: MAP_FIXED replaces only `[p, p+len)`, which the caller guarantees is
     // ours and unused; the result is checked against MAP_FAILED.
-    let q = unsafe {
+    let q = keeping_errno(|| unsafe {
         libc::mmap(
             p.cast(),
             len,
@@ -156,7 +158,7 @@ pub unsafe fn vacate(p: *mut u8, len: usize) -> bool {
             -1,
             0,
         )
-    };
+    });
     q != libc::MAP_FAILED
 }
 
@@ -167,7 +169,7 @@ pub unsafe fn vacate(p: *mut u8, len: usize) -> bool {
 pub fn reserve_at(p: *mut u8, len: usize) -> bool {
     // SAFETY: MAP_FIXED_NOREPLACE creates a new anonymous mapping only where
     // nothing is mapped; the result is checked against MAP_FAILED.
-    let q = unsafe {
+    let q = keeping_errno(|| unsafe {
         libc::mmap(
             p.cast(),
             len,
@@ -179,7 +181,7 @@ pub fn reserve_at(p: *mut u8, len: usize) -> bool {
             -1,
             0,
         )
-    };
+    });
     if q == p.cast() {
         return true;
     }
@@ -197,9 +199,7 @@ pub fn reserve_at(p: *mut u8, len: usize) -> bool {
 pub unsafe fn unmap(p: *mut u8, len: usize) {
     // SAFETY: the caller guarantees the range is ours and unused. A failing munmap
     // leaves the mapping in place, which only costs address space.
-    unsafe {
-        libc::munmap(p.cast(), len);
-    }
+    keeping_errno(|| unsafe { libc::munmap(p.cast(), len) });
 }
 
 /// Write all of `buf` to `fd`, retrying on EINTR and short writes; errors are dropped
@@ -223,14 +223,14 @@ pub fn write_all(fd: i32, mut buf: &[u8]) {
 pub fn random_u64() -> u64 {
     let mut v: u64 = 0;
     // SAFETY: `v` is a valid 8-byte buffer on our stack; raw syscall, no allocation.
-    let n = unsafe {
+    let n = keeping_errno(|| unsafe {
         libc::syscall(
             libc::SYS_getrandom,
             (&raw mut v).cast::<u8>(),
             8usize,
             libc::GRND_NONBLOCK,
         )
-    };
+    });
     if n == 8 {
         return v;
     }
@@ -250,7 +250,9 @@ pub fn cpu_count() -> usize {
     // SAFETY: an all-zero cpu_set_t is a valid empty set.
     let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
     // SAFETY: `set` is a valid out-parameter of the size passed; pid 0 = this thread.
-    let ok = unsafe { libc::sched_getaffinity(0, core::mem::size_of_val(&set), &mut set) } == 0;
+    let ok = keeping_errno(|| unsafe {
+        libc::sched_getaffinity(0, core::mem::size_of_val(&set), &mut set)
+    }) == 0;
     if !ok {
         return 1;
     }
@@ -265,6 +267,18 @@ pub fn current_cpu() -> usize {
     // SAFETY: sched_getcpu has no preconditions and does not allocate.
     let cpu = unsafe { libc::sched_getcpu() };
     if cpu < 0 { 0 } else { cpu as usize }
+}
+
+/// Run `f` (system calls whose failure the allocator handles itself) and put
+/// the thread's errno back as it was: a malloc that succeeds leaves errno
+/// alone, as glibc's does (a failed MAP_FIXED_NOREPLACE used to leave EEXIST
+/// behind a successful realloc), and one that fails sets ENOMEM explicitly.
+#[inline]
+pub fn keeping_errno<T>(f: impl FnOnce() -> T) -> T {
+    let saved = errno();
+    let r = f();
+    set_errno(saved);
+    r
 }
 
 /// The thread's errno.
@@ -308,5 +322,5 @@ pub const fn mix64(mut z: u64) -> u64 {
 pub unsafe fn advise_huge(p: *mut u8, len: usize) {
     // SAFETY: the caller guarantees the range is ours; MADV_HUGEPAGE changes no
     // contents.
-    unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) };
+    keeping_errno(|| unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) });
 }

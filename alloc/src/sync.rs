@@ -163,30 +163,31 @@ fn thread_id() -> usize {
 fn futex_wait(word: &AtomicU32, val: u32) {
     // SAFETY: `word` is a live, aligned u32 for the whole call; FUTEX_WAIT only
     // reads it, and with a null timeout has no other pointer argument. Errors
-    // (EAGAIN: the value changed; EINTR) mean "look again", which the caller does.
-    unsafe {
+    // (EAGAIN: the value changed; EINTR) mean "look again", which the caller
+    // does; errno is put back, so a malloc that waited leaves it alone.
+    crate::os::keeping_errno(|| unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             val,
             core::ptr::null::<libc::timespec>(),
-        );
-    }
+        )
+    });
 }
 
 /// Wake one thread sleeping in [`futex_wait`] on `word`.
 #[cfg(not(engram_loom))]
 fn futex_wake(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not touch memory.
-    unsafe {
+    crate::os::keeping_errno(|| unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
             1,
-        );
-    }
+        )
+    });
 }
 
 /// Under loom a futex wait is a yield: a real one may return spuriously at any

@@ -821,6 +821,78 @@ static int slab_guard_off(void) {
 
 /* ------------------------------------------------- guarantees (exit 0) */
 
+/* After realloc moves a large block, its old addresses stay reserved for a
+ * while: a new block must not land where a stale pointer still points
+ * (review finding: when mremap put the block right below its old range, the
+ * new guard page took the old range's first page and nothing was held). */
+static int realloc_old_range_held(void) {
+    for (int i = 0; i < 20; i++) {
+        size_t a = 200000 + (size_t)i * 12288;
+        unsigned char *p = xmalloc(a);
+        memset(p, 1, a);
+        uintptr_t old = (uintptr_t)p;
+        unsigned char *q = realloc(p, 2 * a);
+        if (q == NULL) {
+            return fail("realloc(%zu) failed", 2 * a);
+        }
+        if ((uintptr_t)q != old) {
+            unsigned char *r = xmalloc(a * 3 / 4);
+            uintptr_t lo = (uintptr_t)r, hi = lo + a * 3 / 4;
+            if (lo < old + a && hi > old) {
+                return fail("a new block [%#lx, %#lx) lies in the range [%#lx, %#lx) realloc "
+                            "just moved a block away from",
+                            (unsigned long)lo, (unsigned long)hi, (unsigned long)old,
+                            (unsigned long)(old + a));
+            }
+            free(r);
+        }
+        free(q);
+    }
+    return 0;
+}
+
+/* A call that succeeds leaves errno alone, as glibc's do (review finding: a
+ * realloc that moved a large block left EEXIST from an internal mmap). */
+static int errno_kept(void) {
+    void *keep[40];
+    for (int i = 0; i < 40; i++) {
+        size_t n = i % 2 ? 24 + (size_t)i * 40 : 150000 + (size_t)i * 20000;
+        errno = 0;
+        unsigned char *p = malloc(n);
+        if (p == NULL || errno != 0) {
+            return fail("malloc(%zu) = %p, errno %d", n, (void *)p, errno);
+        }
+        memset(p, 2, n);
+        keep[i] = malloc(100);
+        unsigned char *q = realloc(p, 3 * n);
+        if (q == NULL || errno != 0) {
+            return fail("realloc(%zu -> %zu) = %p, errno %d", n, 3 * n, (void *)q, errno);
+        }
+        void *c = calloc(n, 2);
+        void *m = NULL;
+        int e = posix_memalign(&m, 4096, n);
+        void *al = aligned_alloc(64, n);
+        if (c == NULL || e != 0 || al == NULL || errno != 0) {
+            return fail("calloc/posix_memalign/aligned_alloc of %zu: errno %d", n, errno);
+        }
+        free(c);
+        free(m);
+        free(al);
+        free(q);
+        if (errno != 0) {
+            return fail("free of blocks of %zu bytes set errno %d", n, errno);
+        }
+    }
+    for (int i = 0; i < 40; i++) {
+        free(keep[i]);
+    }
+    malloc_trim(0);
+    if (errno != 0) {
+        return fail("malloc_trim set errno %d", errno);
+    }
+    return 0;
+}
+
 static int malloc_zero_distinct(void) {
     void *a = malloc(0);
     void *b = malloc(0);
@@ -1212,6 +1284,8 @@ static const struct named_case cases[] = {
     {"slab_guard_page", slab_guard_page},
     {"slab_guard_split", slab_guard_split},
     {"slab_guard_off", slab_guard_off},
+    {"realloc_old_range_held", realloc_old_range_held},
+    {"errno_kept", errno_kept},
     {"malloc_zero_distinct", malloc_zero_distinct},
     {"impossible_sizes", impossible_sizes},
     {"posix_memalign_einval", posix_memalign_einval},

@@ -69,6 +69,8 @@ const ALL_CASES: &[&str] = &[
     "slab_guard_page",
     "slab_guard_split",
     "slab_guard_off",
+    "realloc_old_range_held",
+    "errno_kept",
     "malloc_zero_distinct",
     "impossible_sizes",
     "posix_memalign_einval",
@@ -728,6 +730,16 @@ fn guard_switch_decides_the_pages_between_slabs() {
 }
 
 // -------------------------------------------------------------- guarantees
+
+#[test]
+fn realloc_keeps_the_old_range_of_a_moved_block() {
+    expect_ok("realloc_old_range_held", "");
+}
+
+#[test]
+fn successful_calls_leave_errno_alone() {
+    expect_ok("errno_kept", "");
+}
 
 #[test]
 fn malloc_zero_returns_distinct_pointers() {
