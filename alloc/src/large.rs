@@ -597,6 +597,12 @@ fn split_cached(a: usize, m: usize, g: usize, want: usize) -> (usize, usize) {
     let tail_len = m - want - PAGE;
     // The page after the kept part becomes its guard (or, unguarded, is dropped).
     let cut = a + want;
+    // Checked first, as the kept part is: a write after free into it would
+    // otherwise vanish with the page (review finding).
+    // SAFETY: the page lies inside the cached mapping, RW and unused.
+    if config().zero && !unsafe { pages_zero(cut as *mut u8, PAGE) } {
+        fatal(Fault::WriteAfterFree, Op::Malloc, cut);
+    }
     // SAFETY: `[cut, cut+PAGE)` lies inside the cached mapping, which nobody uses.
     let guarded = g > 0 && unsafe { os::protect_none(cut as *mut u8, PAGE) };
     if !guarded {
@@ -903,6 +909,18 @@ unsafe fn remap(
             return Some(moved);
         }
     }
+    if guard > 0 {
+        // A guarded block cannot grow in place (its guard is in the way), and
+        // a plain MREMAP_MAYMOVE puts it in the highest gap that fits, usually
+        // right below another mapping, where no guard page fits after it
+        // (review finding: moved blocks lost their guard, and an overflow ran
+        // into the next mapping). Move it into a fresh reservation instead,
+        // whose last page stays behind as the guard.
+        // SAFETY: the caller's guarantees, passed on.
+        if let Some(moved) = unsafe { remap_into_reservation(p, map, guard, new_map) } {
+            return Some(moved);
+        }
+    }
     // SAFETY: the caller guarantees the mapping; MREMAP_MAYMOVE leaves it intact
     // on failure.
     let q =
@@ -921,6 +939,44 @@ unsafe fn remap(
     }
     st.dropping(guard);
     Some((q, 0))
+}
+
+/// [`remap`] for a guarded block: reserve `new_map + guard` bytes and move the
+/// block onto the start of that reservation (MREMAP_FIXED replaces that part),
+/// so the rest of it is the guard. None (mapping untouched) if the kernel
+/// refused; the old guard stays behind for [`hold_moved`].
+///
+/// # Safety
+/// As for [`remap`].
+unsafe fn remap_into_reservation(
+    p: *mut u8,
+    map: usize,
+    guard: usize,
+    new_map: usize,
+) -> Option<(*mut u8, usize)> {
+    let len = new_map.checked_add(guard)?;
+    let res = os::reserve(len);
+    if res.is_null() {
+        return None;
+    }
+    // SAFETY: `[res, res+new_map)` is our fresh reservation, which MREMAP_FIXED
+    // may replace; the source is the caller's mapping, left intact if the call
+    // fails.
+    let q = os::keeping_errno(|| unsafe {
+        libc::mremap(
+            p.cast(),
+            map,
+            new_map,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            res.cast::<libc::c_void>(),
+        )
+    });
+    if q == libc::MAP_FAILED {
+        // SAFETY: our own unused reservation.
+        unsafe { os::unmap(res, len) };
+        return None;
+    }
+    Some((res, guard))
 }
 
 /// [`remap`] for a block of huge-page size: move it onto a 2 MiB boundary
@@ -1035,10 +1091,57 @@ pub(crate) fn trim() -> bool {
         // SAFETY: cached blocks are mappings nobody uses.
         unsafe { unmap_block(a, m, g) };
     }
+    let table = drop_empty_table_pages();
     // The held ranges hold no memory, but trimming gives back address space
     // too; the cached blocks just unmapped are not held (a trim is a point
     // where the program asked for everything back).
-    release_held() || n > 0
+    release_held() || n > 0 || table
+}
+
+/// Give back the record table's resident pages that hold no live record (an
+/// empty record is all zero as far as the table reads it: only `addr` is
+/// looked at, and 0 means empty). The hash spreads records over all of the
+/// table's pages, so without this a heap that once had thousands of large
+/// blocks keeps up to 32 MiB of table resident after freeing them all (review
+/// finding). True if any page went back.
+fn drop_empty_table_pages() -> bool {
+    const PER_PAGE: usize = PAGE / core::mem::size_of::<Rec>();
+    let st = LARGE.lock();
+    if st.table.is_null() {
+        return false;
+    }
+    let table = st.table;
+    let mut dropped = false;
+    // SAFETY: the table is our committed mapping of TABLE_CAP records, read and
+    // written only under the lock held here; a page whose records all have
+    // `addr == 0` reads the same once dropped (zero).
+    unsafe {
+        page_runs(
+            table.cast(),
+            TABLE_CAP * core::mem::size_of::<Rec>(),
+            |q, len, resident| {
+                if !resident {
+                    return;
+                }
+                let mut run = 0; // empty pages in a row ending at `page`
+                for page in 0..=len / PAGE {
+                    let empty = page < len / PAGE && {
+                        let recs = q.add(page * PAGE).cast::<Rec>();
+                        (0..PER_PAGE).all(|k| (*recs.add(k)).addr == 0)
+                    };
+                    if empty {
+                        run += 1;
+                    } else if run > 0 {
+                        os::decommit(q.add((page - run) * PAGE), run * PAGE);
+                        dropped = true;
+                        run = 0;
+                    }
+                }
+            },
+        );
+    }
+    drop(st);
+    dropped
 }
 
 /// (live large blocks, their bytes, cached bytes) for mallinfo.

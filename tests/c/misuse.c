@@ -412,6 +412,23 @@ static int write_after_free_trim_big(void) {
     return survived("write after free into a big slot, found by malloc_trim");
 }
 
+/* A write after free into a cached large block, in the page that becomes the
+ * guard when a smaller request is cut from the block: found at that malloc
+ * (review finding: the cut page was made a guard unchecked). */
+static int write_after_free_cut_page(void) {
+    size_t n = 400 * 4096;
+    free(xmalloc(n));
+    free(xmalloc(n)); /* the large cache opens: a block of this size came back */
+    unsigned char *p = xmalloc(n);
+    memset(p, 1, n);
+    announce(p);
+    free_v(p);
+    ((volatile unsigned char *)launder(p))[200 * 4096 + 5] = 0x77;
+    void *q = malloc(200 * 4096);
+    (void)q;
+    return survived("write after free into the page cut off a cached large block");
+}
+
 /* Run with random=0: a thread cache hands out its slots from the highest
  * address down, so the slot below the second block sits in the cache, never
  * handed out. Freeing it is freeing a pointer never returned. */
@@ -851,6 +868,87 @@ static int realloc_old_range_held(void) {
     return 0;
 }
 
+/* A large block grown by mremap (realloc, or malloc growing a cached block)
+ * keeps a guard page after its new end (review finding: a plain
+ * MREMAP_MAYMOVE put it right below another mapping, where no guard fit, and
+ * a linear overflow off a whole-pages block ran into that mapping). */
+static int grown_block_keeps_guard(void) {
+    for (int via_cache = 0; via_cache < 2; via_cache++) {
+        if (via_cache) {
+            free(xmalloc(300 * 4096));
+        }
+        void *keep[32];
+        for (int i = 0; i < 32; i++) {
+            size_t a = (size_t)(300 + i) * 4096, b = a + 150 * 4096;
+            unsigned char *x = xmalloc(a);
+            memset(x, 1, a);
+            keep[i] = xmalloc(200 * 4096);
+            unsigned char *y;
+            if (via_cache) {
+                free(x);
+                y = xmalloc(b);
+            } else {
+                y = realloc(x, b);
+                if (y == NULL) {
+                    return fail("realloc to %zu failed", b);
+                }
+            }
+            uintptr_t lo, hi;
+            char perms[5] = "none";
+            if (!mapping_of((uintptr_t)y + b, &lo, &hi, perms) || strcmp(perms, "---p") != 0) {
+                return fail("%s block %p of %zu bytes: the page after it is %s, not a guard",
+                            via_cache ? "a grown cached" : "a realloc'd", (void *)y, b,
+                            perms);
+            }
+            free(y);
+        }
+        for (int i = 0; i < 32; i++) {
+            free(keep[i]);
+        }
+    }
+    return 0;
+}
+
+static long vm_rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL) {
+        setup_failed("opening /proc/self/status");
+    }
+    char line[256];
+    long v = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmRSS: %ld", &v) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* Thousands of large blocks, all freed, then malloc_trim: the memory comes
+ * back, the large-block record table's pages included (review finding: the
+ * hash spread 6,000 records over the whole table and 17 MiB of it stayed). */
+static int trim_after_many_large_blocks(void) {
+    enum { N = 6000 };
+    static void *blocks[N];
+    malloc_trim(0);
+    long start = vm_rss_kib();
+    for (int i = 0; i < N; i++) {
+        blocks[i] = xmalloc(200000);
+        ((volatile char *)blocks[i])[0] = 1;
+    }
+    for (int i = 0; i < N; i++) {
+        free(blocks[i]);
+    }
+    malloc_trim(0);
+    long end = vm_rss_kib();
+    if (end > start + 4096) {
+        return fail("RSS %ld KiB before %d large blocks, %ld KiB after freeing them and "
+                    "malloc_trim", start, N, end);
+    }
+    return 0;
+}
+
 /* A call that succeeds leaves errno alone, as glibc's do (review finding: a
  * realloc that moved a large block left EEXIST from an internal mmap). */
 static int errno_kept(void) {
@@ -1248,6 +1346,7 @@ static const struct named_case cases[] = {
     {"double_free_large_after_realloc_move", double_free_large_after_realloc_move},
     {"double_free_after_trim", double_free_after_trim},
     {"write_after_free_trim_big", write_after_free_trim_big},
+    {"write_after_free_cut_page", write_after_free_cut_page},
     {"free_cached_unused_slot", free_cached_unused_slot},
     {"free_global", free_global},
     {"free_stack", free_stack},
@@ -1286,6 +1385,8 @@ static const struct named_case cases[] = {
     {"slab_guard_off", slab_guard_off},
     {"realloc_old_range_held", realloc_old_range_held},
     {"errno_kept", errno_kept},
+    {"grown_block_keeps_guard", grown_block_keeps_guard},
+    {"trim_after_many_large_blocks", trim_after_many_large_blocks},
     {"malloc_zero_distinct", malloc_zero_distinct},
     {"impossible_sizes", impossible_sizes},
     {"posix_memalign_einval", posix_memalign_einval},

@@ -33,6 +33,7 @@ const ALL_CASES: &[&str] = &[
     "double_free_large_after_realloc_move",
     "double_free_after_trim",
     "write_after_free_trim_big",
+    "write_after_free_cut_page",
     "free_cached_unused_slot",
     "free_global",
     "free_stack",
@@ -71,6 +72,8 @@ const ALL_CASES: &[&str] = &[
     "slab_guard_off",
     "realloc_old_range_held",
     "errno_kept",
+    "grown_block_keeps_guard",
+    "trim_after_many_large_blocks",
     "malloc_zero_distinct",
     "impossible_sizes",
     "posix_memalign_einval",
@@ -559,6 +562,19 @@ fn write_after_free_found_by_malloc_trim_names_it() {
     );
 }
 
+/// A cached large block cut down for a smaller request: the cut page becomes
+/// the kept part's guard, and a write after free in it is found first.
+#[test]
+fn write_after_free_in_the_cut_page_of_a_cached_block() {
+    expect_fault(
+        "write_after_free_cut_page",
+        "",
+        "write after free",
+        "malloc",
+        At::Within(400 * 4096),
+    );
+}
+
 /// A slot claimed into a thread cache but never handed out is a pointer never
 /// returned: `invalid pointer`, not `double free` (review finding: the slab's
 /// frontier, which moves when slots are claimed, called it freed).
@@ -734,6 +750,16 @@ fn guard_switch_decides_the_pages_between_slabs() {
 #[test]
 fn realloc_keeps_the_old_range_of_a_moved_block() {
     expect_ok("realloc_old_range_held", "");
+}
+
+#[test]
+fn a_block_grown_by_mremap_keeps_its_guard_page() {
+    expect_ok("grown_block_keeps_guard", "");
+}
+
+#[test]
+fn malloc_trim_returns_the_large_block_table_too() {
+    expect_ok("trim_after_many_large_blocks", "");
 }
 
 #[test]
