@@ -43,9 +43,10 @@ pub struct SimArgs {
     /// Skip the SVG plot.
     #[arg(long)]
     no_svg: bool,
-    /// Time windows in the plot.
-    #[arg(long, default_value_t = 100)]
-    windows: usize,
+    /// Time windows in the plot (1 to 100,000; more than the trace's
+    /// requests give one point per request).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    windows: u32,
     /// Also replay through three tiers: a device-memory tier of this size
     /// (same syntax as --size) in front of the DRAM tier of each --size, over
     /// the SSD. Printed as a second table.
@@ -98,6 +99,15 @@ pub fn run(args: &SimArgs) -> Result<u8> {
     let device = args.device.as_deref().map(CacheSize::parse).transpose()?;
     let t = trace::read_path(&args.trace)
         .with_context(|| format!("reading {}", args.trace.display()))?;
+    // Opened before the replays (after the trace is read), so an unwritable path fails at once.
+    let svg_file = if args.no_svg {
+        None
+    } else {
+        Some(
+            std::fs::File::create(&args.svg)
+                .with_context(|| format!("creating {}", args.svg.display()))?,
+        )
+    };
     let (unique, unique_bytes) = unique_objects(&t.requests);
     let cost = CostModel::default();
     let mut err = std::io::stderr().lock();
@@ -126,7 +136,13 @@ pub fn run(args: &SimArgs) -> Result<u8> {
             bar.set_message(format!("{} @ {label}", kind.name()));
             let mut p = size.build(*kind, unique, unique_bytes)?;
             let start = Instant::now();
-            let result = simulate(p.as_mut(), &t.requests, &cost, args.windows, false);
+            let result = simulate(
+                p.as_mut(),
+                &t.requests,
+                &cost,
+                args.windows as usize,
+                false,
+            );
             let secs = start.elapsed().as_secs_f64();
             bar.inc(t.requests.len() as u64);
             rows.push(Row {
@@ -169,8 +185,9 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         )?;
         out.write_all(tier_table(&tier_rows).as_bytes())?;
     }
-    if !args.no_svg {
-        std::fs::write(&args.svg, svg(&t.name, &rows))
+    if let Some(mut f) = svg_file {
+        f.write_all(svg(&t.name, &rows).as_bytes())
+            .and_then(|()| f.sync_all())
             .with_context(|| format!("writing {}", args.svg.display()))?;
         writeln!(out, "plot: {}", args.svg.display())?;
     }

@@ -63,3 +63,43 @@ fn a_byte_budget_holds_as_many_bytes_as_it_says() {
     let t = sim(&["--policy", "lru", "--size", "1"]);
     assert_eq!(hit_pct(&t, "LRU"), 0.0, "{t}");
 }
+
+/// Bad plot options are refused up front (review findings: `--windows` of
+/// 2^64-1 ran for minutes stepping through empty windows, 0 wrote an empty
+/// plot, and an unwritable `--svg` path failed only after every replay).
+#[test]
+fn bad_plot_options_fail_at_once() {
+    let dir = std::env::temp_dir().join(format!("engram-sim-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = trace(&dir);
+    let run = |args: &[&str]| {
+        Command::new(ENGRAM)
+            .arg("sim")
+            .arg("--trace")
+            .arg(&t)
+            .args(["--policy", "lru"])
+            .args(args)
+            .output()
+            .expect("running engram sim")
+    };
+    for w in ["0", "18446744073709551615", "100001"] {
+        let out = run(&["--no-svg", "--windows", w]);
+        assert!(!out.status.success(), "--windows {w} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--windows"), "--windows {w}: {err}");
+    }
+    // More windows than requests: one point per request, and it finishes.
+    let svg = dir.join("plot.svg");
+    let out = run(&["--windows", "100000", "--svg", svg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+    let out = run(&["--svg", "/nonexistent-dir/plot.svg"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent-dir/plot.svg"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("LRU"),
+        "the replays ran before the unwritable plot path was found"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

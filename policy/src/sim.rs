@@ -313,9 +313,12 @@ pub fn simulate(
                 mean_latency_ns: w_ns / w_n as f64,
             });
             (w_hits, w_n, w_ns) = (0, 0, 0.0);
-            while r.requests >= bound(window) && window < windows as u64 {
-                window += 1;
-            }
+            // The next window that ends after this lookup: the least k with
+            // k * lookups / windows > requests (windows longer than one lookup
+            // never end on the same one; with more windows than lookups, skip
+            // the empty ones at once, not one by one).
+            let next = (u128::from(r.requests) + 1) * windows as u128;
+            window = next.div_ceil(u128::from(lookups.max(1))).min(windows as u128) as u64;
         }
         if check {
             assert!(
@@ -435,7 +438,17 @@ mod tests {
     /// 6 over 10 lookups), one per lookup when there are fewer lookups.
     #[test]
     fn the_series_has_the_points_asked_for() {
-        for (n, windows, want) in [(10, 6, 6), (10, 5, 5), (10, 1, 1), (3, 6, 3), (7, 7, 7)] {
+        for (n, windows, want) in [
+            (10, 6, 6),
+            (10, 5, 5),
+            (10, 1, 1),
+            (3, 6, 3),
+            (7, 7, 7),
+            (10, 3, 3),
+            // Far more windows than lookups: one point per lookup, at once
+            // (review finding: the windows were stepped through one by one).
+            (5, usize::MAX, 5),
+        ] {
             let reqs: Vec<Request> = (0..n).map(|id| Request::read(0, id, 10)).collect();
             let r = simulate(
                 &mut Lru::new(2),
