@@ -66,15 +66,26 @@ struct ReplayArgs {
     /// Tokens the mapping worker maps ahead (0: no worker).
     #[arg(long, default_value_t = 64)]
     lookahead: usize,
-    /// Simulated decode step in ms (paces arrivals).
-    #[arg(long, default_value_t = 20.0)]
+    /// Simulated decode step in ms (paces arrivals; finite, above 0).
+    #[arg(long, default_value_t = 20.0, value_parser = positive_finite)]
     step_ms: f64,
-    /// Synthetic trace: requests per second.
-    #[arg(long, default_value_t = 4.0)]
+    /// Synthetic trace: requests per second (finite, above 0).
+    #[arg(long, default_value_t = 4.0, value_parser = positive_finite)]
     rate: f64,
     /// Skip the baselines.
     #[arg(long)]
     no_baselines: bool,
+}
+
+/// A finite number above 0 (review finding: a rate of 0, NaN or -1 made every
+/// arrival time infinite or NaN, and the replay ran them all at once).
+fn positive_finite(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not a finite number above 0"))
+    }
 }
 
 pub fn run(args: &KvArgs) -> Result<u8> {

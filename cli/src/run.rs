@@ -149,10 +149,20 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let outcome = Outcome::from_status(status);
     let program = program.to_string_lossy();
 
+    let mut report_lost = false;
     if args.json {
         let mut stdout = io::stdout().lock();
-        let _ = writeln!(stdout, "{}", render_json(&program, &summary, outcome));
-        let _ = stdout.flush();
+        if let Err(error) = writeln!(stdout, "{}", render_json(&program, &summary, outcome))
+            .and_then(|()| stdout.flush())
+        {
+            // Asked for, and lost: say so, and do not exit 0 (review finding:
+            // `--json > /dev/full` printed nothing and exited 0).
+            let _ = writeln!(
+                io::stderr(),
+                "engram: cannot write the JSON report: {error}"
+            );
+            report_lost = true;
+        }
     } else if !args.quiet {
         let mut stderr = io::stderr().lock();
         let _ = stderr.write_all(render_text(&program, &summary, outcome).as_bytes());
@@ -167,7 +177,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         // exit code of 130 reads as "the program handled it").
         sys::die_of(libc::SIGINT);
     }
-    Ok(outcome.exit_code())
+    let code = outcome.exit_code();
+    Ok(if report_lost && code == 0 { 1 } else { code })
 }
 
 fn read_reports(mut pipe: File, collector: &mut Collector) -> io::Result<()> {

@@ -136,13 +136,7 @@ pub fn run(args: &SimArgs) -> Result<u8> {
             bar.set_message(format!("{} @ {label}", kind.name()));
             let mut p = size.build(*kind, unique, unique_bytes)?;
             let start = Instant::now();
-            let result = simulate(
-                p.as_mut(),
-                &t.requests,
-                &cost,
-                args.windows as usize,
-                false,
-            );
+            let result = simulate(p.as_mut(), &t.requests, &cost, args.windows as usize, false);
             let secs = start.elapsed().as_secs_f64();
             bar.inc(t.requests.len() as u64);
             rows.push(Row {

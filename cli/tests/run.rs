@@ -360,3 +360,20 @@ fn ctrl_c_ends_engram_like_the_program_unless_ignored() {
         "sleep should have ignored SIGINT: {status:?}"
     );
 }
+
+/// A JSON report that cannot be written is an error, not a silent exit 0
+/// (review finding: `--json > /dev/full` printed nothing and exited 0).
+#[test]
+fn a_json_report_that_cannot_be_written_is_an_error() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    };
+    let out = engram(&["run", "--json", "--", "true"])
+        .stdout(full)
+        .output()
+        .expect("running engram");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write the JSON report"), "{err}");
+}

@@ -91,7 +91,11 @@ fn bad_plot_options_fail_at_once() {
     // More windows than requests: one point per request, and it finishes.
     let svg = dir.join("plot.svg");
     let out = run(&["--windows", "100000", "--svg", svg.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
     let out = run(&["--svg", "/nonexistent-dir/plot.svg"]);
     assert!(!out.status.success());

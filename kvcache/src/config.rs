@@ -52,6 +52,11 @@ pub struct Config {
 /// Most bytes of page bookkeeping a geometry may need ([`Config::geometry`]).
 pub const MAX_BOOKKEEPING: usize = 4 << 30;
 
+/// Bytes of bookkeeping per batch slot besides its pages' entries: the slot's
+/// record (48), its page vector's heap block and malloc header (16-32), and
+/// its node share in the free-slot `BTreeSet` (up to about 48).
+const SLOT_OVERHEAD: usize = 128;
+
 impl Config {
     /// A Llama-3-8B-like shape (32 layers, 8 KV heads, head dim 128, bf16).
     pub fn llama3_8b(
@@ -150,16 +155,20 @@ impl Config {
             .filter(|&b| b < (1usize << 46))
             .ok_or(Error::Config("virtual reservation over 64 TiB"))?;
         // The bookkeeping of a reservation: 4 bytes per reserved page (host
-        // backend) and 8 per page of every batch slot. A shape accepted by the
-        // 64 TiB cap can still ask for tens of GiB of it (4 KiB pages, a
-        // two-billion-token context): refuse it rather than abort on the
-        // allocation.
+        // backend), 8 per page of every batch slot, and per slot its record
+        // (48 bytes), its page vector's own allocation and its entry in the
+        // free-slot set: SLOT_OVERHEAD in all (review finding: a hundred
+        // million one-page slots passed as 4.0e9 bytes and took 8.8 GB). A
+        // shape accepted by the 64 TiB cap can still ask for tens of GiB of it
+        // (4 KiB pages, a two-billion-token context): refuse it rather than
+        // abort on the allocation.
         let records = (reserve_bytes / self.page_size)
             .saturating_mul(4)
             .saturating_add(
                 pages_per_slot
-                    .saturating_mul(self.max_batch)
-                    .saturating_mul(8),
+                    .saturating_mul(8)
+                    .saturating_add(SLOT_OVERHEAD)
+                    .saturating_mul(self.max_batch),
             );
         if records > MAX_BOOKKEEPING {
             return Err(Error::Config(
@@ -299,5 +308,11 @@ mod tests {
         assert!(e.contains("bookkeeping"), "{e}");
         let ok = Config::llama3_8b(256, 32 << 10, 64 << 10, 1 << 30);
         assert!(ok.geometry().is_ok(), "{:?}", ok.geometry());
+        // A hundred million one-page slots: their records alone are over
+        // 4 GiB (review finding: estimated at 4.0e9 bytes, took 8.8 GB).
+        let mut many = Config::llama3_8b(100_000_000, 1, 64 << 10, 1 << 30);
+        many.layers = 1;
+        let e = many.geometry().unwrap_err().to_string();
+        assert!(e.contains("bookkeeping"), "{e}");
     }
 }

@@ -117,14 +117,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Backend(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source`: the message already carries the backend error's text, and an
+/// error chain printer (anyhow's `{:#}`) would print it twice (review finding).
+impl std::error::Error for Error {}
 
 impl From<BackendError> for Error {
     fn from(e: BackendError) -> Self {

@@ -318,7 +318,9 @@ pub fn simulate(
             // never end on the same one; with more windows than lookups, skip
             // the empty ones at once, not one by one).
             let next = (u128::from(r.requests) + 1) * windows as u128;
-            window = next.div_ceil(u128::from(lookups.max(1))).min(windows as u128) as u64;
+            window = next
+                .div_ceil(u128::from(lookups.max(1)))
+                .min(windows as u128) as u64;
         }
         if check {
             assert!(

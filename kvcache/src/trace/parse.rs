@@ -19,57 +19,35 @@ pub struct TraceRequest {
     pub hash_ids: Vec<u64>,
 }
 
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\"");
-    let at = line.find(&pat)? + pat.len();
-    let rest = line[at..].trim_start().strip_prefix(':')?;
-    Some(rest.trim_start())
-}
-
-fn number(s: &str) -> Option<(u64, &str)> {
-    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n = s[..end].parse().ok()?;
-    Some((n, &s[end..]))
-}
-
-/// Parse one line; `line_no` (1-based) goes into errors.
+/// Parse one line; `line_no` (1-based) goes into errors. The line must be one
+/// JSON object (serde_json: a number like `5e4` or `3000.7`, trailing text, or
+/// a line that is not an object is an error, not misread); the counts and ids
+/// are non-negative integers that fit in 64 bits.
 pub fn parse_line(line: &str, line_no: usize) -> Result<TraceRequest, Error> {
     let err = |what| Error::Trace {
         line: line_no,
         what,
     };
-    let num = |key, what| -> Result<u64, Error> {
-        field(line, key)
-            .and_then(number)
-            .map(|(n, _)| n)
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|_| err("bad JSON"))?;
+    let obj = v.as_object().ok_or(err("not a JSON object"))?;
+    let num = |key: &str, what| -> Result<u64, Error> {
+        obj.get(key)
+            .and_then(serde_json::Value::as_u64)
             .ok_or(err(what))
     };
     let timestamp_ms = num("timestamp", "missing or bad timestamp")?;
-    let input_len = num("input_length", "missing or bad input_length")? as usize;
-    let output_len = num("output_length", "missing or bad output_length")? as usize;
-    let mut rest = field(line, "hash_ids")
-        .and_then(|s| s.strip_prefix('['))
-        .ok_or(err("missing hash_ids"))?
-        .trim_start();
-    let mut hash_ids = Vec::new();
-    if let Some(r) = rest.strip_prefix(']') {
-        rest = r;
-    } else {
-        loop {
-            let (n, r) = number(rest).ok_or(err("bad hash id"))?;
-            hash_ids.push(n);
-            let r = r.trim_start();
-            if let Some(r) = r.strip_prefix(',') {
-                rest = r.trim_start();
-            } else if let Some(r) = r.strip_prefix(']') {
-                rest = r;
-                break;
-            } else {
-                return Err(err("hash_ids not closed"));
-            }
-        }
-    }
-    let _ = rest;
+    let input_len = usize::try_from(num("input_length", "missing or bad input_length")?)
+        .map_err(|_| err("input_length too big"))?;
+    let output_len = usize::try_from(num("output_length", "missing or bad output_length")?)
+        .map_err(|_| err("output_length too big"))?;
+    let ids = obj
+        .get("hash_ids")
+        .and_then(serde_json::Value::as_array)
+        .ok_or(err("missing hash_ids"))?;
+    let hash_ids = ids
+        .iter()
+        .map(|h| h.as_u64().ok_or(err("bad hash id")))
+        .collect::<Result<Vec<u64>, Error>>()?;
     if hash_ids.len() < input_len.div_ceil(TRACE_BLOCK_TOKENS) {
         return Err(err("fewer hash_ids than input blocks"));
     }
@@ -238,17 +216,45 @@ mod tests {
                 what: "fewer hash_ids than input blocks"
             }
         );
-        let e = parse_line(
-            r#"{"timestamp": 1, "input_length": 6, "output_length": 2, "hash_ids": [3, x]}"#,
-            1,
-        )
-        .unwrap_err();
+        let bad = |line: &str| parse_line(line, 1).unwrap_err();
+        let what = |line: &str| match bad(line) {
+            Error::Trace { what, .. } => what,
+            e => panic!("{e:?}"),
+        };
         assert_eq!(
-            e,
-            Error::Trace {
-                line: 1,
-                what: "bad hash id"
-            }
+            what(r#"{"timestamp": 1, "input_length": 6, "output_length": 2, "hash_ids": [3, x]}"#),
+            "bad JSON"
+        );
+        assert_eq!(
+            what(r#"{"timestamp": 1, "input_length": 6, "output_length": 2, "hash_ids": [3, -4]}"#),
+            "bad hash id"
+        );
+        // Review findings: numbers the old hand parser cut short (5e4 read as
+        // 5, 3000.7 as 3000), text after the object, and no object at all.
+        assert_eq!(
+            what(r#"{"timestamp": 0, "input_length": 5e4, "output_length": 2, "hash_ids": [1]}"#),
+            "missing or bad input_length"
+        );
+        assert_eq!(
+            what(
+                r#"{"timestamp": 0, "input_length": 3000.7, "output_length": 2, "hash_ids": [1]}"#
+            ),
+            "missing or bad input_length"
+        );
+        assert_eq!(
+            what(
+                r#"{"timestamp": 0, "input_length": 1, "output_length": 2, "hash_ids": [1]} junk"#
+            ),
+            "bad JSON"
+        );
+        assert_eq!(
+            what(r#""timestamp": 0, "input_length": 1, "output_length": 2, "hash_ids": [1]"#),
+            "bad JSON"
+        );
+        assert_eq!(what("[1, 2]"), "not a JSON object");
+        assert_eq!(
+            what(r#"{"timestamp": -1, "input_length": 1, "output_length": 2, "hash_ids": [1]}"#),
+            "missing or bad timestamp"
         );
     }
 

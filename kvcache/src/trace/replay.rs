@@ -192,18 +192,17 @@ pub fn replay(
     // as their turn in the file comes, instead of wrapping to 2^64 ms.
     let base_ts = trace.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
     let mut now_ms = 0f64;
-    let prompts: Vec<(Vec<u32>, usize)> = trace
-        .iter()
-        .map(|r| {
-            let out = r.output_len.clamp(1, opt.max_ctx.saturating_sub(1).max(1));
-            // Clipped before it is built: a line may claim any input length.
-            let keep = opt.max_ctx - out;
-            if r.input_len > keep {
-                clipped += 1;
-            }
-            (prompt_prefix(r, keep), out)
-        })
-        .collect();
+    // (prompt tokens kept, output tokens, clipped) of a request: both lengths
+    // fit max_ctx. A prompt is built only when its request is admitted, and
+    // clipped before it is built: a line may claim any input length, and a
+    // trace of 20,000 long prompts built up front took 128 KiB per line
+    // (review finding: out of memory on a 4 MB trace).
+    let shape = |r: &TraceRequest| {
+        let out = r.output_len.clamp(1, opt.max_ctx.saturating_sub(1).max(1));
+        let keep = opt.max_ctx - out;
+        (keep, out, r.input_len > keep || r.output_len > out)
+    };
+    clipped += trace.iter().filter(|r| shape(r).2).count();
     while done + dropped < total {
         while next < total && (trace[next].timestamp_ms - base_ts) as f64 <= now_ms {
             waiting.push_back(next);
@@ -219,11 +218,12 @@ pub fn replay(
                 break;
             }
             ops += 2;
-            match target.admit(&prompts[idx].0) {
+            let prompt = prompt_prefix(&trace[idx], shape(&trace[idx]).0);
+            match target.admit(&prompt) {
                 Ok((h, cached)) => {
                     waiting.pop_front();
                     hit += cached as u64;
-                    looked += prompts[idx].0.len() as u64;
+                    looked += prompt.len() as u64;
                     running.push(Running {
                         h,
                         idx,
@@ -277,7 +277,7 @@ pub fn replay(
         need_sum += target.need_bytes() as f64;
         let mut k = 0;
         while k < running.len() {
-            if running[k].produced >= prompts[running[k].idx].1 {
+            if running[k].produced >= shape(&trace[running[k].idx]).1 {
                 let r = running.swap_remove(k);
                 ops += 1;
                 target.free(r.h)?;
