@@ -1,7 +1,7 @@
 /*
  * stress.c: multi-threaded allocator stress, one mode per run.
  *
- * Usage: stress <mode>     modes: ring churn fork realloc
+ * Usage: stress <mode>     modes: ring churn fork realloc late
  *
  * Driven by tests/tests/stress.rs under LD_PRELOAD=libengram_malloc.so; every
  * mode must pass with any correct malloc (glibc, jemalloc, ...).
@@ -17,12 +17,17 @@
  *            thread and exits 0. alarm() turns a deadlock into a failure.
  *   realloc  8 threads grow and shrink blocks through realloc chains across
  *            the small, 128 KiB and large ranges, checking the kept prefix.
+ *   late     5,000 threads, one after another, each allocating and freeing
+ *            in a pthread key destructor that runs after the allocator's
+ *            own (its thread-cache flush); the heap (mallinfo2's arena)
+ *            must not grow with the number of threads.
  *
  * Every block carries a pattern derived from a per-block seed; a mismatch, a
  * NULL from malloc or a failed child prints why and exits 2.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -544,6 +549,64 @@ static int mode_realloc(void) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- late */
+
+#define LATE_THREADS 5000
+
+static pthread_key_t late_key;
+
+/* Runs after the allocator's thread-exit flush: keys' destructors run in key
+ * order, and the allocator's key is made before this one. */
+static void late_destructor(void *v) {
+    (void)v;
+    void *volatile p[64];
+    for (int r = 0; r < 8; r++) {
+        for (int i = 0; i < 64; i++) {
+            p[i] = malloc(16 + (size_t)(i % 8) * 48);
+            if (!p[i]) {
+                die("late: malloc failed");
+            }
+        }
+        for (int i = 0; i < 64; i++) {
+            free(p[i]);
+        }
+    }
+}
+
+static void *late_thread(void *a) {
+    (void)a;
+    /* The thread's first allocation, before the key is set, so the
+     * allocator's destructor is armed first (volatile: a compiler may drop a
+     * malloc whose block is only freed). */
+    void *volatile q = malloc(100);
+    free(q);
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+static int mode_late(void) {
+    void *volatile q = malloc(1);
+    free(q);
+    if (pthread_key_create(&late_key, late_destructor) != 0) {
+        die("late: pthread_key_create failed");
+    }
+    size_t base = 0;
+    for (int i = 0; i < LATE_THREADS; i++) {
+        pthread_t t;
+        start(&t, late_thread, NULL);
+        pthread_join(t, NULL);
+        if (i == 200) {
+            base = mallinfo2().arena;
+        }
+    }
+    size_t end = mallinfo2().arena;
+    if (end > base + (4u << 20)) {
+        die("late: heap grew from %zu to %zu bytes over %d threads", base, end,
+            LATE_THREADS - 200);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);
@@ -559,8 +622,10 @@ int main(int argc, char **argv) {
         rc = mode_fork();
     } else if (strcmp(mode, "realloc") == 0) {
         rc = mode_realloc();
+    } else if (strcmp(mode, "late") == 0) {
+        rc = mode_late();
     } else {
-        fprintf(stderr, "usage: stress ring|churn|fork|realloc\n");
+        fprintf(stderr, "usage: stress ring|churn|fork|realloc|late\n");
         return 2;
     }
     if (rc == 0) {
