@@ -1341,6 +1341,14 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<(usize, usize)>) {
 #[inline]
 fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
     let t = tc();
+    // A thread whose first call is a free (a consumer that only frees) sets up
+    // its cache here as malloc would; it used to skip the quarantine, so its
+    // freed slot could be handed out again at once (review finding).
+    // SAFETY: this thread's cache; `init_thread` takes no reference across its
+    // own calls.
+    if unsafe { (*t).state } == T_UNINIT {
+        init_thread(t);
+    }
     // SAFETY: this thread's cache; no reference is held across calls that could
     // re-enter (flush/release do not touch the cache).
     unsafe {

@@ -949,6 +949,47 @@ static int trim_after_many_large_blocks(void) {
     return 0;
 }
 
+/* A thread whose first call is a free (a consumer that only frees) puts the
+ * slot in its quarantine like any other thread: it is not handed out again
+ * at once (review finding: such a thread sent every free straight back to
+ * the arena, and the next malloc of another thread got the slot back). */
+static void *fq_victim;
+static pthread_barrier_t fq_b1, fq_b2;
+
+static void *free_only_consumer(void *arg) {
+    (void)arg;
+    free(fq_victim);
+    pthread_barrier_wait(&fq_b1);
+    pthread_barrier_wait(&fq_b2);
+    return NULL;
+}
+
+static int free_only_thread_quarantines(void) {
+    enum { N = 20000 };
+    static void *hold[N];
+    pthread_barrier_init(&fq_b1, NULL, 2);
+    pthread_barrier_init(&fq_b2, NULL, 2);
+    fq_victim = xmalloc(40);
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_only_consumer, NULL) != 0) {
+        return setup_failed("pthread_create");
+    }
+    pthread_barrier_wait(&fq_b1);
+    int found = 0;
+    for (int i = 0; i < N && !found; i++) {
+        hold[i] = xmalloc(40);
+        found = hold[i] == fq_victim ? i + 1 : 0;
+    }
+    pthread_barrier_wait(&fq_b2);
+    pthread_join(t, NULL);
+    if (found) {
+        return fail("a slot freed by a thread that never called malloc came back at the "
+                    "%d-th malloc of another thread",
+                    found);
+    }
+    return 0;
+}
+
 /* A call that succeeds leaves errno alone, as glibc's do (review finding: a
  * realloc that moved a large block left EEXIST from an internal mmap). */
 static int errno_kept(void) {
@@ -1385,6 +1426,7 @@ static const struct named_case cases[] = {
     {"slab_guard_off", slab_guard_off},
     {"realloc_old_range_held", realloc_old_range_held},
     {"errno_kept", errno_kept},
+    {"free_only_thread_quarantines", free_only_thread_quarantines},
     {"grown_block_keeps_guard", grown_block_keeps_guard},
     {"trim_after_many_large_blocks", trim_after_many_large_blocks},
     {"malloc_zero_distinct", malloc_zero_distinct},

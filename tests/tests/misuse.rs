@@ -72,6 +72,7 @@ const ALL_CASES: &[&str] = &[
     "slab_guard_off",
     "realloc_old_range_held",
     "errno_kept",
+    "free_only_thread_quarantines",
     "grown_block_keeps_guard",
     "trim_after_many_large_blocks",
     "malloc_zero_distinct",
@@ -760,6 +761,11 @@ fn a_block_grown_by_mremap_keeps_its_guard_page() {
 #[test]
 fn malloc_trim_returns_the_large_block_table_too() {
     expect_ok("trim_after_many_large_blocks", "");
+}
+
+#[test]
+fn a_thread_that_only_frees_still_quarantines() {
+    expect_ok("free_only_thread_quarantines", "");
 }
 
 #[test]
