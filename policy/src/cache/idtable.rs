@@ -138,7 +138,29 @@ impl<V: Vacancy> IdTable<V> {
     }
 
     fn grow(&mut self) {
-        let n = self.cells.len() * 2;
+        self.rehash(self.cells.len() * 2);
+    }
+
+    /// Shrink to the smallest size that keeps the table at most a quarter
+    /// full (at least `MIN_CELLS`) when it is under an eighth full; true if it
+    /// did, which moves every record (the caller re-reads its positions, as
+    /// after growth). A table that held a big id set once otherwise keeps its
+    /// memory, and every full scan of it its cost, for good.
+    pub fn shrink(&mut self) -> bool {
+        if self.len * 8 >= self.cells.len() || self.cells.len() <= MIN_CELLS {
+            return false;
+        }
+        let n = (self.len * 4).next_power_of_two().max(MIN_CELLS);
+        if n >= self.cells.len() {
+            return false;
+        }
+        self.rehash(n);
+        true
+    }
+
+    /// Move every record into a table of `n` positions (a power of two, more
+    /// than twice the records).
+    fn rehash(&mut self, n: usize) {
         let old = std::mem::replace(
             &mut self.cells,
             vec![
@@ -256,6 +278,12 @@ mod tests {
                         for (to, v) in moves {
                             let moved = *model.iter().find(|(_, x)| **x == v).unwrap().0;
                             pos.insert(moved, to);
+                        }
+                        // Shrinking moves every record, as growth does.
+                        let before = t.capacity();
+                        if t.shrink() {
+                            prop_assert!(t.capacity() < before && t.len() * 4 <= t.capacity().max(64));
+                            pos = model.keys().map(|&i| (i, t.find(i).unwrap())).collect();
                         }
                     }
                     (true, Some(p)) => {

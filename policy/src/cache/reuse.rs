@@ -56,7 +56,8 @@
 //!
 //! # Cost
 //! State: 550 x (f32 + u32) = 4.3 KiB of model, plus the history (one 32-byte
-//! entry per id seen in the last `8c` requests, or with an open label, inline
+//! entry per id seen in the last `8c` to `16c` requests: entries older than
+//! `8c` are pruned every `8c` requests; or with an open label; inline
 //! in an open-addressing id table at most half full: one probe run per
 //! lookup) and at most `PENDING_CAP` pending labels (24 bytes each: 1.5 MiB
 //! when full). Each decision is K value lookups.
@@ -452,6 +453,12 @@ impl Reuse {
                 }
             }
         }
+        // After a capacity cut (or a phase with far fewer ids) the table
+        // gives back what it no longer needs (review finding: it kept its
+        // high-water size, and this scan its cost, for good).
+        if self.table.shrink() {
+            self.relink_all();
+        }
     }
 
     fn sample_victim(&mut self) -> Option<(usize, u16)> {
@@ -716,6 +723,30 @@ mod tests {
         };
         let (learned, lru) = (hit(PolicyKind::Reuse), hit(PolicyKind::Lru));
         assert!(learned > lru + 0.05, "learned {learned:.3} vs LRU {lru:.3}");
+    }
+
+    #[test]
+    fn the_history_table_shrinks_after_a_capacity_cut() {
+        // Review finding: 200,000 ids seen at capacity 10,000, then a cut to
+        // 10 over 5 ids: the table kept 524,288 cells and every prune scanned
+        // them all.
+        let mut l = Reuse::new(10_000, 1);
+        let mut ev = Vec::new();
+        for i in 0..200_000u64 {
+            l.access(&Request::read(i, 1_000_000 + i, 1), &mut ev);
+        }
+        let big = l.table.capacity();
+        assert!(big >= 1 << 18, "{big}");
+        l.resize(10, &mut ev);
+        for i in 0..1_000u64 {
+            l.access(&Request::read(i, i % 5, 1), &mut ev);
+            l.check_invariants();
+        }
+        assert!(l.table.capacity() <= 64, "{} cells", l.table.capacity());
+        // The residents still find their entries.
+        for id in 0..5 {
+            assert!(l.contains(id), "{id}");
+        }
     }
 
     #[test]
