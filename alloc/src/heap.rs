@@ -126,7 +126,6 @@ struct Globals {
     /// Arenas per class in use (a power of two, at most `MAX_ARENAS`).
     arenas: u32,
     secret: u64,
-    pattern: u8,
     cfg: Config,
     geom: [Geom; NCLASS],
 }
@@ -160,7 +159,6 @@ static G: GlobalCell = GlobalCell(UnsafeCell::new(Globals {
     extra: 0,
     arenas: 1,
     secret: 0,
-    pattern: 0,
     cfg: Config::DEFAULT,
     geom: [GEOM0; NCLASS],
 }));
@@ -518,8 +516,6 @@ unsafe fn init_globals(gl: &mut Globals) -> bool {
     }
     let secret = os::random_u64();
     gl.secret = secret;
-    // Never 0, 0xff or ASCII, so a stray string or memset is not mistaken for it.
-    gl.pattern = 0x80 | (secret >> 58) as u8;
     gl.extra = if cfg.canary { TAIL } else { 0 };
     gl.arenas = arenas;
     gl.small_max = MAX_SMALL - gl.extra;
@@ -629,6 +625,16 @@ fn tail_key(gl: &Globals, addr: usize) -> u64 {
     (addr as u64 ^ gl.secret).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// The canary fill byte of the block at `addr`: one of 0x80..=0xfe (never 0,
+/// 0xff or ASCII, so a stray string, NUL or memset is not mistaken for it),
+/// keyed per block by the secret. A single byte for the whole process (as
+/// before 2026-11-25) could be learnt by reading one byte past any block, and
+/// an overflow writing that value went unseen in every block (review finding).
+#[inline]
+fn slot_pattern(gl: &Globals, addr: usize) -> u8 {
+    0x80 + ((tail_key(gl, addr) >> 57) % 127) as u8
+}
+
 /// The size twice, in both halves of the tail word. When the block fills its slot
 /// up to the tail word (no fill byte between them), a linear overflow's first
 /// bytes land in the word's low half: with one copy the damaged size could still
@@ -651,7 +657,7 @@ unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
     // SAFETY: the caller guarantees the slot bounds; `size <= tail`, and the
     // window ends at the tail word at the latest.
     unsafe {
-        fill_window(gl, p.add(size), tail - size);
+        fill_window(slot_pattern(gl, p as usize), p.add(size), tail - size);
         ptr::write_unaligned(
             p.add(tail).cast::<u64>(),
             tail_key(gl, p as usize) ^ tail_copies(size),
@@ -661,8 +667,8 @@ unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
 
 /// The canary fill byte repeated over a word.
 #[inline]
-fn pattern_word(gl: &Globals) -> u64 {
-    u64::from(gl.pattern) * 0x0101_0101_0101_0101
+fn pattern_word(pat: u8) -> u64 {
+    u64::from(pat) * 0x0101_0101_0101_0101
 }
 
 /// Fill the canary window at `q`, `room` bytes before the tail word.
@@ -670,13 +676,13 @@ fn pattern_word(gl: &Globals) -> u64 {
 /// # Safety
 /// `[q, q + min(room, WINDOW))` is writable.
 #[inline]
-unsafe fn fill_window(gl: &Globals, q: *mut u8, room: usize) {
+unsafe fn fill_window(pat: u8, q: *mut u8, room: usize) {
     // SAFETY: the caller guarantees the range.
     unsafe {
         if room >= WINDOW {
-            ptr::write_unaligned(q.cast::<u64>(), pattern_word(gl));
+            ptr::write_unaligned(q.cast::<u64>(), pattern_word(pat));
         } else {
-            ptr::write_bytes(q, gl.pattern, room);
+            ptr::write_bytes(q, pat, room);
         }
     }
 }
@@ -686,13 +692,13 @@ unsafe fn fill_window(gl: &Globals, q: *mut u8, room: usize) {
 /// # Safety
 /// `[q, q + min(room, WINDOW))` is readable.
 #[inline]
-unsafe fn window_intact(gl: &Globals, q: *const u8, room: usize) -> bool {
+unsafe fn window_intact(pat: u8, q: *const u8, room: usize) -> bool {
     // SAFETY: the caller guarantees the range.
     unsafe {
         if room >= WINDOW {
-            ptr::read_unaligned(q.cast::<u64>()) == pattern_word(gl)
+            ptr::read_unaligned(q.cast::<u64>()) == pattern_word(pat)
         } else {
-            bytes_are(q, room, gl.pattern)
+            bytes_are(q, room, pat)
         }
     }
 }
@@ -721,7 +727,7 @@ unsafe fn read_canary(gl: &Globals, p: *mut u8, slot: usize) -> Option<usize> {
     // SAFETY: the caller guarantees the slot bounds.
     let size = unsafe { tail_size(gl, p, slot) }?;
     // SAFETY: `size <= tail`: the window lies inside the slot.
-    if !unsafe { window_intact(gl, p.add(size), tail - size) } {
+    if !unsafe { window_intact(slot_pattern(gl, p as usize), p.add(size), tail - size) } {
         return None;
     }
     Some(size)
@@ -1484,7 +1490,7 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
         // SAFETY: `p` is a live slot of class `c` (validated by the caller through
         // usable_size) and `old, new <= tail`: every access stays inside it.
         unsafe {
-            if !window_intact(gl, p.add(old), tail - old) {
+            if !window_intact(slot_pattern(gl, p as usize), p.add(old), tail - old) {
                 fatal(Fault::HeapOverflow, Op::Realloc, p as usize);
             }
             if new >= old {
@@ -1708,10 +1714,11 @@ pub(crate) fn config() -> Config {
     g().cfg
 }
 
-/// The canary fill byte and whether canaries are on (for the large path).
-pub(crate) fn canary_pattern() -> Option<u8> {
+/// The canary fill byte of the block at `addr`, if canaries are on (for the
+/// large path).
+pub(crate) fn canary_pattern(addr: usize) -> Option<u8> {
     let gl = g();
-    gl.cfg.canary.then_some(gl.pattern)
+    gl.cfg.canary.then(|| slot_pattern(gl, addr))
 }
 
 #[cfg(test)]
@@ -1827,7 +1834,7 @@ mod tests {
         // SAFETY: `p` is a live 32-byte slot of ours; byte 24 is the tail word's
         // first, restored before the free.
         unsafe {
-            ptr::write_bytes(p, gl.pattern, 24);
+            ptr::write_bytes(p, slot_pattern(gl, p as usize), 24);
             assert_eq!(read_canary(gl, p, slot), Some(24));
             let orig = *p.add(24);
             for b in 0..=255u8 {

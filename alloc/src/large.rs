@@ -472,7 +472,7 @@ fn check_canary_for_realloc(
     size: usize,
     map: usize,
 ) -> SpinGuard<'_, State> {
-    if let Some(pat) = canary_pattern() {
+    if let Some(pat) = canary_pattern(p as usize) {
         // SAFETY: the block is live, owned by the caller during realloc, and its
         // first `map` bytes (which hold the canary) are RW.
         if !unsafe { canary_ok(p, size, map, pat) } {
@@ -559,7 +559,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
             (p, map, new_guard)
         }
     };
-    if let Some(pat) = canary_pattern() {
+    if let Some(pat) = canary_pattern(p as usize) {
         // SAFETY: `size <= map`: the canary lies inside the RW part.
         unsafe { write_canary(p, size, map, pat) };
     }
@@ -754,7 +754,7 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<usize>) {
         drop(st);
         fatal(Fault::SizeMismatch, op, addr);
     }
-    if let Some(pat) = canary_pattern() {
+    if let Some(pat) = canary_pattern(p as usize) {
         // SAFETY: the block is live and its first `map` bytes are RW.
         if !unsafe { canary_ok(p, rec.size, rec.map, pat) } {
             drop(st);
@@ -878,7 +878,7 @@ pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
                 os::decommit(p.add(new_end), old_last - new_end);
             }
         }
-        if let Some(pat) = canary_pattern() {
+        if let Some(pat) = canary_pattern(p as usize) {
             write_canary(p, new, map, pat);
         }
     }
@@ -1068,7 +1068,7 @@ pub(crate) fn grow_by_remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     // first `map` bytes and the grown part reads as zero.
     unsafe {
         ptr::write_bytes(q.add(old), 0, canary_end(old, rec.map) - old);
-        if let Some(pat) = canary_pattern() {
+        if let Some(pat) = canary_pattern(q as usize) {
             write_canary(q, new, new_map, pat);
         }
     }

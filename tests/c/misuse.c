@@ -990,6 +990,33 @@ static int free_only_thread_quarantines(void) {
     return 0;
 }
 
+/* The canary fill byte is keyed per block: reading the byte past one block
+ * does not reveal another block's (review finding: one byte for the whole
+ * process, so an overflow writing the value learnt from any block went unseen
+ * in every block). Reads the first canary byte of 64 blocks (inside their
+ * slots, in the allocator's own slack). */
+static int canary_bytes_differ_per_block(void) {
+    int seen[256] = {0};
+    int distinct = 0;
+    void *blocks[64];
+    for (int i = 0; i < 64; i++) {
+        unsigned char *p = xmalloc(20);
+        blocks[i] = p;
+        unsigned char b = ((volatile unsigned char *)launder(p))[20];
+        if (b < 0x80 || b == 0xff) {
+            return fail("canary byte %#x past a 20-byte block: ASCII, 0 or 0xff", b);
+        }
+        distinct += !seen[b]++;
+    }
+    for (int i = 0; i < 64; i++) {
+        free(blocks[i]);
+    }
+    if (distinct < 8) {
+        return fail("64 blocks show only %d distinct canary bytes", distinct);
+    }
+    return 0;
+}
+
 /* A call that succeeds leaves errno alone, as glibc's do (review finding: a
  * realloc that moved a large block left EEXIST from an internal mmap). */
 static int errno_kept(void) {
@@ -1426,6 +1453,7 @@ static const struct named_case cases[] = {
     {"slab_guard_off", slab_guard_off},
     {"realloc_old_range_held", realloc_old_range_held},
     {"errno_kept", errno_kept},
+    {"canary_bytes_differ_per_block", canary_bytes_differ_per_block},
     {"free_only_thread_quarantines", free_only_thread_quarantines},
     {"grown_block_keeps_guard", grown_block_keeps_guard},
     {"trim_after_many_large_blocks", trim_after_many_large_blocks},

@@ -72,6 +72,7 @@ const ALL_CASES: &[&str] = &[
     "slab_guard_off",
     "realloc_old_range_held",
     "errno_kept",
+    "canary_bytes_differ_per_block",
     "free_only_thread_quarantines",
     "grown_block_keeps_guard",
     "trim_after_many_large_blocks",
@@ -766,6 +767,11 @@ fn malloc_trim_returns_the_large_block_table_too() {
 #[test]
 fn a_thread_that_only_frees_still_quarantines() {
     expect_ok("free_only_thread_quarantines", "");
+}
+
+#[test]
+fn the_canary_byte_is_keyed_per_block() {
+    expect_ok("canary_bytes_differ_per_block", "");
 }
 
 #[test]
