@@ -632,7 +632,13 @@ fn tail_key(gl: &Globals, addr: usize) -> u64 {
 /// an overflow writing that value went unseen in every block (review finding).
 #[inline]
 fn slot_pattern(gl: &Globals, addr: usize) -> u8 {
-    0x80 + ((tail_key(gl, addr) >> 57) % 127) as u8
+    key_pattern(tail_key(gl, addr))
+}
+
+/// [`slot_pattern`] from the block's [`tail_key`], for callers that have it.
+#[inline]
+fn key_pattern(key: u64) -> u8 {
+    0x80 + ((key >> 57) % 127) as u8
 }
 
 /// The size twice, in both halves of the tail word. When the block fills its slot
@@ -654,14 +660,12 @@ fn tail_copies(size: usize) -> u64 {
 #[inline]
 unsafe fn write_canary(gl: &Globals, p: *mut u8, size: usize, slot: usize) {
     let tail = slot - TAIL;
+    let key = tail_key(gl, p as usize);
     // SAFETY: the caller guarantees the slot bounds; `size <= tail`, and the
     // window ends at the tail word at the latest.
     unsafe {
-        fill_window(slot_pattern(gl, p as usize), p.add(size), tail - size);
-        ptr::write_unaligned(
-            p.add(tail).cast::<u64>(),
-            tail_key(gl, p as usize) ^ tail_copies(size),
-        );
+        fill_window(key_pattern(key), p.add(size), tail - size);
+        ptr::write_unaligned(p.add(tail).cast::<u64>(), key ^ tail_copies(size));
     }
 }
 
@@ -1347,21 +1351,22 @@ pub(crate) fn free(p: *mut u8, op: Op, expect: Option<(usize, usize)>) {
 #[inline]
 fn retire(gl: &Globals, addr: usize, off: u32, c: usize) {
     let t = tc();
-    // A thread whose first call is a free (a consumer that only frees) sets up
-    // its cache here as malloc would; it used to skip the quarantine, so its
-    // freed slot could be handed out again at once (review finding).
-    // SAFETY: this thread's cache; `init_thread` takes no reference across its
-    // own calls.
-    if unsafe { (*t).state } == T_UNINIT {
-        init_thread(t);
-    }
     // SAFETY: this thread's cache; no reference is held across calls that could
-    // re-enter (flush/release do not touch the cache).
+    // re-enter (init_thread/flush/release do not touch it through one).
     unsafe {
         if (*t).state != T_ACTIVE {
-            release(c, &[off], Op::Free);
-            COUNTERS.frees.fetch_add(1, Ordering::Relaxed);
-            return;
+            if (*t).state == T_UNINIT {
+                // A thread whose first call is a free (a consumer that only frees)
+                // sets up its cache here as malloc would; it used to skip the
+                // quarantine, so its freed slot could be handed out again at once
+                // (review finding).
+                init_thread(t);
+            }
+            if (*t).state != T_ACTIVE {
+                release(c, &[off], Op::Free);
+                COUNTERS.frees.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
         count_op(t, &raw mut (*t).frees);
         let q = gl.cfg.quarantine;

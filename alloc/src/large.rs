@@ -903,21 +903,13 @@ unsafe fn remap(
     guard: usize,
     new_map: usize,
 ) -> Option<(*mut u8, usize)> {
-    if wants_huge(new_map) {
+    // A guarded block cannot grow in place (its guard is in the way), and a
+    // huge one must land on a 2 MiB boundary: both move into a reservation.
+    let huge = wants_huge(new_map);
+    if huge || guard > 0 {
+        let align = if huge { HUGE } else { PAGE };
         // SAFETY: the caller's guarantees, passed on.
-        if let Some(moved) = unsafe { remap_aligned(p, map, guard, new_map) } {
-            return Some(moved);
-        }
-    }
-    if guard > 0 {
-        // A guarded block cannot grow in place (its guard is in the way), and
-        // a plain MREMAP_MAYMOVE puts it in the highest gap that fits, usually
-        // right below another mapping, where no guard page fits after it
-        // (review finding: moved blocks lost their guard, and an overflow ran
-        // into the next mapping). Move it into a fresh reservation instead,
-        // whose last page stays behind as the guard.
-        // SAFETY: the caller's guarantees, passed on.
-        if let Some(moved) = unsafe { remap_into_reservation(p, map, guard, new_map) } {
+        if let Some(moved) = unsafe { remap_into_reservation(p, map, guard, new_map, align) } {
             return Some(moved);
         }
     }
@@ -941,9 +933,14 @@ unsafe fn remap(
     Some((q, 0))
 }
 
-/// [`remap`] for a guarded block: reserve `new_map + guard` bytes and move the
-/// block onto the start of that reservation (MREMAP_FIXED replaces that part),
-/// so the rest of it is the guard. None (mapping untouched) if the kernel
+/// [`remap`] into a fresh reservation: move the block onto an `align`
+/// boundary inside it (MREMAP_FIXED replaces that part), keep the
+/// reservation's `guard` bytes after the block as its guard, and give the rest
+/// back. Used when a plain MREMAP_MAYMOVE would not do: a guarded block (it
+/// lands in the highest gap that fits, usually right below another mapping,
+/// where no guard page fits after it; review finding: moved blocks lost their
+/// guard), or a block of huge-page size (`align` = 2 MiB: a misaligned one
+/// loses most of its huge pages). None (mapping untouched) if the kernel
 /// refused; the old guard stays behind for [`hold_moved`].
 ///
 /// # Safety
@@ -953,52 +950,15 @@ unsafe fn remap_into_reservation(
     map: usize,
     guard: usize,
     new_map: usize,
+    align: usize,
 ) -> Option<(*mut u8, usize)> {
-    let len = new_map.checked_add(guard)?;
+    let extra = if align > PAGE { align } else { 0 };
+    let len = new_map.checked_add(guard)?.checked_add(extra)?;
     let res = os::reserve(len);
     if res.is_null() {
         return None;
     }
-    // SAFETY: `[res, res+new_map)` is our fresh reservation, which MREMAP_FIXED
-    // may replace; the source is the caller's mapping, left intact if the call
-    // fails.
-    let q = os::keeping_errno(|| unsafe {
-        libc::mremap(
-            p.cast(),
-            map,
-            new_map,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            res.cast::<libc::c_void>(),
-        )
-    });
-    if q == libc::MAP_FAILED {
-        // SAFETY: our own unused reservation.
-        unsafe { os::unmap(res, len) };
-        return None;
-    }
-    Some((res, guard))
-}
-
-/// [`remap`] for a block of huge-page size: move it onto a 2 MiB boundary
-/// inside a fresh reservation (MREMAP_FIXED replaces that part of it), keep the
-/// reservation's page after the block as its guard when it had one, and give the
-/// rest back. A plain MREMAP_MAYMOVE lands anywhere, and a misaligned block loses
-/// most of its huge pages. None (mapping untouched) if the kernel refused.
-///
-/// # Safety
-/// As for [`remap`].
-unsafe fn remap_aligned(
-    p: *mut u8,
-    map: usize,
-    guard: usize,
-    new_map: usize,
-) -> Option<(*mut u8, usize)> {
-    let len = new_map.checked_add(guard)?.checked_add(HUGE)?;
-    let res = os::reserve(len);
-    if res.is_null() {
-        return None;
-    }
-    let dst = (res as usize).next_multiple_of(HUGE);
+    let dst = (res as usize).next_multiple_of(align);
     // SAFETY: `[dst, dst+new_map)` lies inside our fresh reservation, which
     // MREMAP_FIXED may replace; the source is the caller's mapping, left intact
     // if the call fails.
@@ -1021,7 +981,9 @@ unsafe fn remap_aligned(
     // the new range is our block, madvise changes no data.
     unsafe {
         trim_mapping(res, len, dst, new_map + guard);
-        os::advise_huge(dst as *mut u8, new_map);
+        if align >= HUGE {
+            os::advise_huge(dst as *mut u8, new_map);
+        }
     }
     Some((dst as *mut u8, guard))
 }

@@ -63,14 +63,19 @@ static int realtime(int prio) {
     return pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
 }
 
-static void *low(void *arg) {
-    (void)arg;
-    int e = realtime(10);
+/* realtime(prio), or the whole program ends with a skip line. */
+static void realtime_or_skip(int prio) {
+    int e = realtime(prio);
     if (e) {
         printf("skip: SCHED_FIFO on CPU 0: %s\n", strerror(e));
         fflush(stdout);
         _exit(0);
     }
+}
+
+static void *low(void *arg) {
+    (void)arg;
+    realtime_or_skip(10);
     atomic_store(&low_ready, 1);
     unsigned n = 0;
     while (!atomic_load(&stop)) {
@@ -85,12 +90,7 @@ static void *low(void *arg) {
 
 static void *high(void *arg) {
     (void)arg;
-    int e = realtime(20);
-    if (e) {
-        printf("skip: SCHED_FIFO on CPU 0: %s\n", strerror(e));
-        fflush(stdout);
-        _exit(0);
-    }
+    realtime_or_skip(20);
     struct timespec nap = {0, 100 * 1000};
     for (int i = 0; i < ITERS; i++) {
         nanosleep(&nap, NULL);

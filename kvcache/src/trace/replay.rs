@@ -183,7 +183,7 @@ pub fn replay(
     let mut waiting: VecDeque<usize> = VecDeque::new();
     let mut running: Vec<Running> = Vec::new();
     let (mut next, mut done, mut ops, mut steps) = (0usize, 0usize, 0u64, 0u64);
-    let (mut clipped, mut dropped, mut preemptions) = (0usize, 0usize, 0u64);
+    let (mut dropped, mut preemptions) = (0usize, 0u64);
     let (mut hit, mut looked) = (0u64, 0u64);
     let (mut waste_sum, mut need_sum) = (0f64, 0f64);
     let mut map_wait_ns = 0u64;
@@ -202,7 +202,7 @@ pub fn replay(
         let keep = opt.max_ctx - out;
         (keep, out, r.input_len > keep || r.output_len > out)
     };
-    clipped += trace.iter().filter(|r| shape(r).2).count();
+    let clipped = trace.iter().filter(|r| shape(r).2).count();
     while done + dropped < total {
         while next < total && (trace[next].timestamp_ms - base_ts) as f64 <= now_ms {
             waiting.push_back(next);
