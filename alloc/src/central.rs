@@ -324,6 +324,28 @@ impl Central {
         }
     }
 
+    /// Every maximal run `[from, to)` of free slots of the partly used slabs
+    /// that starts below the slab's frontier, as `f(slab, from, to, frontier)`
+    /// (for trim: the pages such a run covers hold no live, cached or
+    /// quarantined slot). Empty and decommitted slabs are left out: trim drops
+    /// empty slabs whole.
+    pub fn free_runs(&self, s: &Slabs<'_>, mut f: impl FnMut(u32, u32, u32, u32)) {
+        let mut i = self.head;
+        while i != NONE {
+            let m = &s.meta[i as usize];
+            if m.free < s.nslots && m.flags & DECOMMITTED == 0 {
+                let bits = &s.bits[i as usize * s.words..(i as usize + 1) * s.words];
+                let mut from = next_bit(bits, 0, true);
+                while from < m.frontier {
+                    let to = next_bit(bits, from, false).min(s.nslots);
+                    f(i, from, to, m.frontier);
+                    from = next_bit(bits, to, true);
+                }
+            }
+            i = m.next;
+        }
+    }
+
     fn push_head(&mut self, s: &mut Slabs<'_>, idx: u32) {
         let old = self.head;
         {
@@ -428,6 +450,26 @@ impl Central {
     }
 }
 
+/// The first slot index at or after `from` whose bit is `set` (or is clear),
+/// `bits.len() * 64` if none.
+fn next_bit(bits: &[u64], from: u32, set: bool) -> u32 {
+    let mut wi = from as usize / 64;
+    if wi >= bits.len() {
+        return (bits.len() * 64) as u32;
+    }
+    let mut w = if set { bits[wi] } else { !bits[wi] } & (!0u64 << (from % 64));
+    loop {
+        if w != 0 {
+            return (wi * 64) as u32 + w.trailing_zeros();
+        }
+        wi += 1;
+        if wi == bits.len() {
+            return (bits.len() * 64) as u32;
+        }
+        w = if set { bits[wi] } else { !bits[wi] };
+    }
+}
+
 #[cfg(all(test, not(engram_loom)))]
 mod tests {
     use super::*;
@@ -481,6 +523,53 @@ mod tests {
             let fresh: Vec<u32> = fresh.iter().map(|cl| cl.slot).collect();
             assert_eq!(fresh, (200..206).collect::<Vec<u32>>(), "rng {rng}");
             c.check_invariants(&o.view()).unwrap();
+        }
+    }
+
+    /// free_runs reports exactly the maximal runs of free slots that start
+    /// below the frontier, of partly used slabs only.
+    #[test]
+    fn free_runs_are_the_free_slots_below_the_frontier() {
+        for rng in [0u64, 5, 99] {
+            let mut o = Owned::new(2, 300);
+            let mut c = Central::new();
+            let mut out = [Claimed::BLANK; 450];
+            assert_eq!(c.claim(&mut o.view(), &mut out, rng, |_| true), 450);
+            // Slab 0 full (300), slab 1 has 150 claimed: frontier 150.
+            let mut freed = std::collections::BTreeSet::new();
+            for (k, cl) in out.iter().enumerate() {
+                if k % 7 < 3 || (70..140).contains(&k) {
+                    c.release(&mut o.view(), cl.slab, cl.slot, 8).unwrap();
+                    freed.insert((cl.slab, cl.slot));
+                }
+            }
+            let mut seen = Vec::new();
+            let v = o.view();
+            c.free_runs(&v, |slab, from, to, frontier| {
+                seen.push((slab, from, to, frontier))
+            });
+            let mut want = Vec::new();
+            for slab in 0..2u32 {
+                let frontier = v.meta[slab as usize].frontier;
+                let free = |i: u32| i < 300 && (i >= frontier || freed.contains(&(slab, i)));
+                let mut i = 0;
+                while i < frontier {
+                    if free(i) && (i == 0 || !free(i - 1)) {
+                        let mut j = i;
+                        while j < 300 && free(j) {
+                            j += 1;
+                        }
+                        want.push((slab, i, j, frontier));
+                    }
+                    i += 1;
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, want, "rng {rng}");
+            assert!(
+                seen.iter().any(|r| r.0 == 1 && r.2 == 300),
+                "a run reaching the end"
+            );
         }
     }
 

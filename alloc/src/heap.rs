@@ -1575,6 +1575,43 @@ pub(crate) fn trim() -> bool {
                 }
                 released = true;
             }
+            // Then the free pages inside partly used slabs: whole pages that
+            // only free slots (or the slack after the last one) cover. Big
+            // slots gave theirs back when they were freed.
+            if (gm.slot as usize) < BIG_SLOT {
+                let mut dirty = None;
+                central.free_runs(&view, |s, from, to, frontier| {
+                    if dirty.is_some() {
+                        return;
+                    }
+                    let slot = gm.slot as usize;
+                    let slab = gl.base + (c << gl.rshift) + (((first + s) as usize) << gm.shift);
+                    let end = if to == gm.nslots {
+                        gm.slab_bytes as usize
+                    } else {
+                        to as usize * slot
+                    };
+                    // Pages wholly past the frontier were never touched.
+                    let end = end.min((frontier as usize * slot).next_multiple_of(os::PAGE));
+                    let start = (slab + from as usize * slot).next_multiple_of(os::PAGE);
+                    let end = (slab + end) & !(os::PAGE - 1);
+                    if end > start {
+                        // SAFETY: `[start, end)` lies inside committed slab
+                        // `first + s` and only free slots (bits set in this
+                        // arena, whose lock we hold) or the slab's slack cover it.
+                        match unsafe {
+                            large::drop_free_pages(start as *mut u8, end - start, gl.cfg.zero)
+                        } {
+                            Ok(any) => released |= any,
+                            Err(at) => dirty = Some(at),
+                        }
+                    }
+                });
+                if let Some(at) = dirty {
+                    drop(central);
+                    fatal(Fault::WriteAfterFree, Op::Trim, at);
+                }
+            }
         }
     }
     large::trim() || released

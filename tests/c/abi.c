@@ -24,6 +24,44 @@ static int fail(const char *what) {
     return 1;
 }
 
+/* A fragmented heap: ~100 MiB of blocks, every 64th kept. No slab empties,
+ * yet most pages hold only free slots: malloc_trim gives those back (glibc's
+ * does too), the kept blocks keep their contents, and the freed slots are
+ * handed out again, zero for calloc. */
+static int fragmented_trim(void) {
+    enum { N = 200000, SIZE = 512, KEEP = 64 };
+    static unsigned char *blocks[N];
+    for (int i = 0; i < N; i++) {
+        blocks[i] = malloc(SIZE);
+        if (!blocks[i]) return fail("malloc failed");
+        memset(blocks[i], (unsigned char)(i | 1), SIZE);
+    }
+    long rss_full = rss_kib();
+    for (int i = 0; i < N; i++)
+        if (i % KEEP != 0) free(blocks[i]);
+    long rss_freed = rss_kib();
+    if (malloc_trim(0) != 1) return fail("malloc_trim(0) released nothing from a fragmented heap");
+    long rss_trimmed = rss_kib();
+    fprintf(stderr, "abi: fragmented: rss %ld KiB -> %ld KiB after freeing 63 of 64 -> %ld KiB after trim\n",
+            rss_full, rss_freed, rss_trimmed);
+    if (rss_trimmed > rss_freed - 60 * 1024)
+        return fail("malloc_trim kept the free pages of partly used slabs");
+    for (int i = 0; i < N; i += KEEP)
+        for (int k = 0; k < SIZE; k++)
+            if (blocks[i][k] != (unsigned char)(i | 1)) return fail("a kept block lost its contents to malloc_trim");
+    for (int i = 0; i < N; i++) {
+        if (i % KEEP == 0) continue;
+        blocks[i] = (i & 1) ? calloc(1, SIZE) : malloc(SIZE);
+        if (!blocks[i]) return fail("malloc after trim failed");
+        if (i & 1)
+            for (int k = 0; k < SIZE; k++)
+                if (blocks[i][k]) return fail("calloc after trim returned a non-zero byte");
+        memset(blocks[i], 7, SIZE);
+    }
+    for (int i = 0; i < N; i++) free(blocks[i]);
+    return 0;
+}
+
 int main(void) {
     enum { N = 200000, SIZE = 512 };
     static void *blocks[N];
@@ -70,5 +108,5 @@ int main(void) {
         return fail("a 10 MiB block is counted in uordblks or arena as well as hblkhd");
     free(big);
     if (mallopt(M_MMAP_THRESHOLD, 1 << 20) != 0) return fail("mallopt claimed to apply a glibc knob");
-    return 0;
+    return fragmented_trim();
 }

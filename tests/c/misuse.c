@@ -412,6 +412,23 @@ static int write_after_free_trim_big(void) {
     return survived("write after free into a big slot, found by malloc_trim");
 }
 
+/* A freed small slot written to, in a slab that stays partly used: malloc_trim
+ * drops the pages inside it that only free slots cover, and checks them first. */
+static int write_after_free_trim_small(void) {
+    enum { N = 256 };
+    static unsigned char *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = xmalloc(512);
+        memset(b[i], 1, 512);
+    }
+    unsigned char *p = b[N / 2];
+    announce(p);
+    for (int i = 8; i < N - 8; i++) free_v(b[i]);
+    ((volatile unsigned char *)launder(p))[100] = 1;
+    malloc_trim(0);
+    return survived("write after free into a small slot, found by malloc_trim");
+}
+
 /* A write after free into a cached large block, in the page that becomes the
  * guard when a smaller request is cut from the block: found at that malloc
  * (review finding: the cut page was made a guard unchecked). */
@@ -1414,6 +1431,7 @@ static const struct named_case cases[] = {
     {"double_free_large_after_realloc_move", double_free_large_after_realloc_move},
     {"double_free_after_trim", double_free_after_trim},
     {"write_after_free_trim_big", write_after_free_trim_big},
+    {"write_after_free_trim_small", write_after_free_trim_small},
     {"write_after_free_cut_page", write_after_free_cut_page},
     {"free_cached_unused_slot", free_cached_unused_slot},
     {"free_global", free_global},

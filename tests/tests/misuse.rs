@@ -33,6 +33,7 @@ const ALL_CASES: &[&str] = &[
     "double_free_large_after_realloc_move",
     "double_free_after_trim",
     "write_after_free_trim_big",
+    "write_after_free_trim_small",
     "write_after_free_cut_page",
     "free_cached_unused_slot",
     "free_global",
@@ -561,6 +562,19 @@ fn write_after_free_found_by_malloc_trim_names_it() {
         "write after free",
         "malloc_trim",
         At::Within(64 << 10),
+    );
+}
+
+/// malloc_trim also drops the free pages inside partly used slabs: a write
+/// after free in one is found before its page goes.
+#[test]
+fn write_after_free_in_a_partly_used_slab_is_found_by_malloc_trim() {
+    expect_fault(
+        "write_after_free_trim_small",
+        "",
+        "write after free",
+        "malloc_trim",
+        At::Within(512),
     );
 }
 
