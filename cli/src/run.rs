@@ -71,9 +71,16 @@ pub struct RunArgs {
     pub quiet: bool,
 
     /// Print the report as one JSON object on stdout, after the program's output,
-    /// instead of the text report on stderr.
+    /// instead of the text report on stderr. It starts a line of its own only if
+    /// the program's output ended with a newline: use --json-file to keep the two
+    /// apart.
     #[arg(long)]
     pub json: bool,
+
+    /// Write the JSON report to PATH (created or truncated before the program
+    /// starts) instead of stdout, where it never mixes with the program's output.
+    #[arg(long, value_name = "PATH")]
+    pub json_file: Option<PathBuf>,
 
     /// The program to run and its arguments.
     #[arg(
@@ -102,6 +109,16 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             let _ = writeln!(stderr, "engram: warning: {warning}");
         }
     }
+
+    // Opened before the program runs: a path that cannot be written fails now,
+    // not after the program's work is done.
+    let mut json_file =
+        match &args.json_file {
+            Some(path) => Some(File::create(path).with_context(|| {
+                format!("cannot create the JSON report file {}", path.display())
+            })?),
+            None => None,
+        };
 
     let pipe = sys::stats_pipe().context("cannot create the report pipe")?;
     let options = malloc_options(
@@ -150,11 +167,16 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let program = program.to_string_lossy();
 
     let mut report_lost = false;
-    if args.json {
-        let mut stdout = io::stdout().lock();
-        if let Err(error) = writeln!(stdout, "{}", render_json(&program, &summary, outcome))
-            .and_then(|()| stdout.flush())
-        {
+    if args.json || json_file.is_some() {
+        let json = render_json(&program, &summary, outcome);
+        let written = match json_file.as_mut() {
+            Some(file) => writeln!(file, "{json}").and_then(|()| file.sync_data()),
+            None => {
+                let mut stdout = io::stdout().lock();
+                writeln!(stdout, "{json}").and_then(|()| stdout.flush())
+            }
+        };
+        if let Err(error) = written {
             // Asked for, and lost: say so, and do not exit 0 (review finding:
             // `--json > /dev/full` printed nothing and exited 0).
             let _ = writeln!(

@@ -361,6 +361,49 @@ fn ctrl_c_ends_engram_like_the_program_unless_ignored() {
     );
 }
 
+/// --json-file keeps the report apart from the program's output, even output
+/// that does not end with a newline (with --json the report would share its
+/// last line).
+#[test]
+fn json_report_in_a_file() {
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("engram-json-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("report.json");
+    std::fs::write(&path, "stale contents that must go\n".repeat(100)).unwrap();
+    let script = fake_allocator_script(&[GOOD_2], "printf 'no newline'");
+    let (code, stdout, stderr) = run(engram(&["run", "--json-file"])
+        .arg(&path)
+        .arg("--lib")
+        .arg(&lib)
+        .args(["--", "bash", "-c", &script]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "no newline");
+    assert!(!stderr.contains("processes:"), "{stderr}");
+    let json = std::fs::read_to_string(&path).unwrap();
+    assert!(json.starts_with("{\"program\":\"bash\","), "{json}");
+    assert!(json.ends_with("}\n") && json.lines().count() == 1, "{json}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // A file that cannot be created fails before the program runs.
+    let marker = std::env::temp_dir().join(format!("engram-json-ran-{}", std::process::id()));
+    let (code, _, stderr) =
+        run(
+            engram(&["run", "--json-file", "/nonexistent/dir/r.json", "--lib"])
+                .arg(&lib)
+                .args(["--", "touch"])
+                .arg(&marker),
+        );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot create the JSON report file /nonexistent/dir/r.json"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the program ran");
+}
+
 /// A JSON report that cannot be written is an error, not a silent exit 0
 /// (review finding: `--json > /dev/full` printed nothing and exited 0).
 #[test]
