@@ -593,7 +593,14 @@ fn locate(off: usize) -> Result<Slot, Fault> {
         return Err(Fault::InvalidPointer);
     }
     if index * gm.slot != in_slab {
-        return Err(Fault::InteriorPointer);
+        // Inside a slot that was never handed out (a wild pointer, e.g. into a
+        // slab never committed) there is no block to be interior to.
+        let state = live_byte(gm, slab, index).load(Ordering::Relaxed);
+        return Err(if state == UNUSED {
+            Fault::InvalidPointer
+        } else {
+            Fault::InteriorPointer
+        });
     }
     Ok(Slot {
         class: c,

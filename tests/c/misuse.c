@@ -540,6 +540,15 @@ static int free_uncommitted_slab(void) {
     return survived("free of a slot in a slab never committed");
 }
 
+/* The same, 40 bytes past the slot start: no block was ever there, so it is
+ * no interior pointer either. */
+static int free_uncommitted_slab_misaligned(void) {
+    char *q = (char *)uncommitted_slot() + 40;
+    announce(q);
+    free(launder(q));
+    return survived("free of a misaligned pointer into a slab never committed");
+}
+
 static int realloc_uncommitted_slab(void) {
     void *q = uncommitted_slot();
     announce(q);
@@ -1443,6 +1452,7 @@ static const struct named_case cases[] = {
     {"realloc_interior", realloc_interior},
     {"realloc_foreign", realloc_foreign},
     {"free_uncommitted_slab", free_uncommitted_slab},
+    {"free_uncommitted_slab_misaligned", free_uncommitted_slab_misaligned},
     {"realloc_uncommitted_slab", realloc_uncommitted_slab},
     {"usable_size_uncommitted_slab", usable_size_uncommitted_slab},
     {"usable_size_freed", usable_size_freed},

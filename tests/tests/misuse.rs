@@ -45,6 +45,7 @@ const ALL_CASES: &[&str] = &[
     "realloc_interior",
     "realloc_foreign",
     "free_uncommitted_slab",
+    "free_uncommitted_slab_misaligned",
     "realloc_uncommitted_slab",
     "usable_size_uncommitted_slab",
     "usable_size_freed",
@@ -443,6 +444,15 @@ fn realloc_of_foreign_pointer() {
 fn misuse_of_a_slot_in_an_uncommitted_slab() {
     expect_fault(
         "free_uncommitted_slab",
+        "",
+        "invalid pointer",
+        "free",
+        At::Ptr,
+    );
+    // Not at a slot start either: still no block there (it was worded
+    // "interior pointer").
+    expect_fault(
+        "free_uncommitted_slab_misaligned",
         "",
         "invalid pointer",
         "free",
