@@ -324,25 +324,25 @@ impl Central {
         }
     }
 
-    /// Every maximal run `[from, to)` of free slots of the partly used slabs
-    /// that starts below the slab's frontier, as `f(slab, from, to, frontier)`
-    /// (for trim: the pages such a run covers hold no live, cached or
-    /// quarantined slot). Empty and decommitted slabs are left out: trim drops
-    /// empty slabs whole.
-    pub fn free_runs(&self, s: &Slabs<'_>, mut f: impl FnMut(u32, u32, u32, u32)) {
-        let mut i = self.head;
-        while i != NONE {
-            let m = &s.meta[i as usize];
-            if m.free < s.nslots && m.flags & DECOMMITTED == 0 {
-                let bits = &s.bits[i as usize * s.words..(i as usize + 1) * s.words];
-                let mut from = next_bit(bits, 0, true);
-                while from < m.frontier {
-                    let to = next_bit(bits, from, false).min(s.nslots);
-                    f(i, from, to, m.frontier);
-                    from = next_bit(bits, to, true);
-                }
-            }
-            i = m.next;
+    /// Every maximal run `[from, to)` of free slots of slab `i` that starts below
+    /// the slab's frontier, as `f(from, to, frontier)`; nothing unless slab `i` is
+    /// committed, partly used and holding pages (for trim: the pages such a run
+    /// covers hold no live, cached or quarantined slot; empty slabs are dropped
+    /// whole).
+    pub fn slab_free_runs(&self, s: &Slabs<'_>, i: u32, mut f: impl FnMut(u32, u32, u32)) {
+        if i >= self.nslabs {
+            return;
+        }
+        let m = &s.meta[i as usize];
+        if m.free == 0 || m.free >= s.nslots || m.flags & DECOMMITTED != 0 {
+            return;
+        }
+        let bits = &s.bits[i as usize * s.words..(i as usize + 1) * s.words];
+        let mut from = next_bit(bits, 0, true);
+        while from < m.frontier {
+            let to = next_bit(bits, from, false).min(s.nslots);
+            f(from, to, m.frontier);
+            from = next_bit(bits, to, true);
         }
     }
 
@@ -526,7 +526,7 @@ mod tests {
         }
     }
 
-    /// free_runs reports exactly the maximal runs of free slots that start
+    /// slab_free_runs reports exactly the maximal runs of free slots that start
     /// below the frontier, of partly used slabs only.
     #[test]
     fn free_runs_are_the_free_slots_below_the_frontier() {
@@ -545,9 +545,11 @@ mod tests {
             }
             let mut seen = Vec::new();
             let v = o.view();
-            c.free_runs(&v, |slab, from, to, frontier| {
-                seen.push((slab, from, to, frontier))
-            });
+            for slab in 0..3 {
+                c.slab_free_runs(&v, slab, |from, to, frontier| {
+                    seen.push((slab, from, to, frontier))
+                });
+            }
             let mut want = Vec::new();
             for slab in 0..2u32 {
                 let frontier = v.meta[slab as usize].frontier;

@@ -1543,6 +1543,80 @@ pub(crate) fn grow_large(p: *mut u8, old: usize, new: usize) -> *mut u8 {
     large::grow_by_remap(p, old, new)
 }
 
+/// Drop the whole pages of slab `s` (arena-relative; the arena starts at slab
+/// `first`) that only free slots or its slack cover and that are resident, after
+/// checking them zero when zero-on-free is on (`Err`: the first non-zero word).
+/// One mincore for the slab, one madvise per resident stretch.
+fn trim_slab(
+    gl: &Globals,
+    c: usize,
+    central: &Central,
+    view: &Slabs<'_>,
+    first: u32,
+    s: u32,
+) -> Result<bool, usize> {
+    const MAXP: usize = 512;
+    let gm = &gl.geom[c];
+    let slot = gm.slot as usize;
+    let slab = gl.base + (c << gl.rshift) + (((first + s) as usize) << gm.shift);
+    let mut vec = [0u8; MAXP];
+    let mut have = false;
+    let mut dropped = false;
+    let mut dirty = None;
+    central.slab_free_runs(view, s, |from, to, frontier| {
+        if dirty.is_some() {
+            return;
+        }
+        let end = if to == gm.nslots {
+            gm.slab_bytes as usize
+        } else {
+            to as usize * slot
+        };
+        let lim = (frontier as usize * slot).next_multiple_of(os::PAGE);
+        let end = end.min(lim) / os::PAGE;
+        let start = (from as usize * slot).div_ceil(os::PAGE);
+        if end <= start {
+            return;
+        }
+        if !have {
+            have = true;
+            let pages = (lim / os::PAGE).min(MAXP);
+            // SAFETY: the slab is committed and page-aligned; `vec` holds
+            // `pages` bytes.
+            if !unsafe { os::resident(slab as *mut u8, pages, &mut vec) } {
+                vec.fill(1);
+            }
+        }
+        let mut i = start;
+        while i < end {
+            let r = i >= MAXP || vec[i] & 1 != 0;
+            let mut j = i + 1;
+            while j < end && (j >= MAXP || vec[j] & 1 != 0) == r {
+                j += 1;
+            }
+            if r {
+                let q = (slab + i * os::PAGE) as *mut u8;
+                let n = (j - i) * os::PAGE;
+                // SAFETY: pages `i..j` lie in committed slab `first + s` and
+                // only free slots (bits set in this arena, whose lock the
+                // caller holds) or the slab's slack cover them.
+                unsafe {
+                    if gl.cfg.zero && !is_zero(q, n) {
+                        let words = core::slice::from_raw_parts(q.cast::<u64>(), n / 8);
+                        let w = words.iter().position(|&w| w != 0).unwrap_or(0);
+                        dirty = Some(q as usize + w * 8);
+                        return;
+                    }
+                    os::decommit(q, n);
+                }
+                dropped = true;
+            }
+            i = j;
+        }
+    });
+    dirty.map_or(Ok(dropped), Err)
+}
+
 /// Flush this thread's cache and quarantine, drop the pages of every empty slab and
 /// the large cache. True if anything was released.
 pub(crate) fn trim() -> bool {
@@ -1584,39 +1658,42 @@ pub(crate) fn trim() -> bool {
             }
             // Then the free pages inside partly used slabs: whole pages that
             // only free slots (or the slack after the last one) cover. Big
-            // slots gave theirs back when they were freed.
+            // slots gave theirs back when they were freed. A few slabs per
+            // lock hold (a big heap takes long: others' refills must not wait
+            // for all of it), one mincore per slab, one madvise per run.
             if (gm.slot as usize) < BIG_SLOT {
-                let mut dirty = None;
-                central.free_runs(&view, |s, from, to, frontier| {
-                    if dirty.is_some() {
-                        return;
-                    }
-                    let slot = gm.slot as usize;
-                    let slab = gl.base + (c << gl.rshift) + (((first + s) as usize) << gm.shift);
-                    let end = if to == gm.nslots {
-                        gm.slab_bytes as usize
-                    } else {
-                        to as usize * slot
-                    };
-                    // Pages wholly past the frontier were never touched.
-                    let end = end.min((frontier as usize * slot).next_multiple_of(os::PAGE));
-                    let start = (slab + from as usize * slot).next_multiple_of(os::PAGE);
-                    let end = (slab + end) & !(os::PAGE - 1);
-                    if end > start {
-                        // SAFETY: `[start, end)` lies inside committed slab
-                        // `first + s` and only free slots (bits set in this
-                        // arena, whose lock we hold) or the slab's slack cover it.
-                        match unsafe {
-                            large::drop_free_pages(start as *mut u8, end - start, gl.cfg.zero)
-                        } {
+                let nslabs = central.nslabs;
+                drop(central);
+                let mut idx = 0;
+                while idx < nslabs {
+                    let central = arena.central.lock();
+                    let (first, view) = slabs_view(gm, a);
+                    let stop = (idx + 4).min(central.nslabs);
+                    let mut dirty = None;
+                    for s in idx..stop {
+                        match trim_slab(gl, c, &central, &view, first, s) {
                             Ok(any) => released |= any,
-                            Err(at) => dirty = Some(at),
+                            Err(at) => {
+                                dirty = Some(at);
+                                break;
+                            }
                         }
                     }
-                });
-                if let Some(at) = dirty {
+                    let waited = arena.central.contended();
                     drop(central);
-                    fatal(Fault::WriteAfterFree, Op::Trim, at);
+                    if let Some(at) = dirty {
+                        fatal(Fault::WriteAfterFree, Op::Trim, at);
+                    }
+                    if waited {
+                        // Let the woken waiter take the lock before we do again.
+                        let nap = libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 50_000,
+                        };
+                        // SAFETY: a valid timespec; the remainder may be null.
+                        unsafe { libc::nanosleep(&nap, ptr::null_mut()) };
+                    }
+                    idx = stop.max(idx + 1);
                 }
             }
         }

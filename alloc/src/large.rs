@@ -724,37 +724,6 @@ pub(crate) unsafe fn first_dirty_word(p: *mut u8, len: usize) -> Option<usize> {
     found
 }
 
-/// Drop the resident pages of `[p, p+len)`, free memory of ours, after
-/// checking (if `check`: zero-on-free is on) that they read zero. `Err` with the
-/// first non-zero word's address when one does not: a write after free, to be
-/// reported (pages before it may already be dropped; the caller aborts).
-/// `Ok(true)` if any page was resident.
-///
-/// # Safety
-/// `p` is page-aligned, `len` a page multiple, and the range is committed
-/// memory of ours that no thread uses (free slots under their arena's lock).
-pub(crate) unsafe fn drop_free_pages(p: *mut u8, len: usize, check: bool) -> Result<bool, usize> {
-    let mut dropped = false;
-    let mut dirty = None;
-    // SAFETY: the caller's guarantees; each run is inside the range.
-    unsafe {
-        page_runs(p, len, |q, n, resident| {
-            if !resident || dirty.is_some() {
-                return;
-            }
-            if check && !is_zero(q, n) {
-                let words = core::slice::from_raw_parts(q.cast::<u64>(), n / 8);
-                let w = words.iter().position(|&w| w != 0).unwrap_or(0);
-                dirty = Some(q as usize + w * 8);
-                return;
-            }
-            os::decommit(q, n);
-            dropped = true;
-        });
-    }
-    dirty.map_or(Ok(dropped), Err)
-}
-
 /// Classify a pointer that is not a live large block.
 fn unknown(st: &State, p: usize) -> Fault {
     if p != 0 && st.recent.contains(&p) {

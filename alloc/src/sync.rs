@@ -120,6 +120,11 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Whether a thread may be sleeping for the lock (held by the caller).
+    pub fn contended(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == 2
+    }
+
     /// Release the lock, waking one sleeper if there may be one.
     #[inline]
     fn unlock(&self) {
