@@ -88,7 +88,7 @@
 //! objects, more on bigger tiers). The metadata is each expert's plus, per
 //! resident, one list node (each list's slab keeps its high-water mark, so up
 //! to 8 nodes per resident in the worst case). The learned model itself is
-//! three `f64` scores and the reuse agents' 4.3 KiB table. The cost test
+//! three `f64` scores and the reuse agents' 34.4 KiB table. The cost test
 //! adds one lookup per miss in the reuse agents' index (the entry their own
 //! access just touched).
 
@@ -658,9 +658,9 @@ mod tests {
     #[test]
     fn model_state_is_small() {
         // The bound on agent state is 256 KiB; the scores and the
-        // reuse table take 4.4 KiB whatever the capacity.
+        // reuse table take 34.4 KiB whatever the capacity.
         let e = Ensemble::new(1 << 20, 0);
-        assert!(e.model_bytes() <= 8 * 1024, "{} bytes", e.model_bytes());
+        assert!(e.model_bytes() <= 64 * 1024, "{} bytes", e.model_bytes());
         assert_eq!(e.model_bytes(), Ensemble::new(10, 0).model_bytes());
     }
 }
