@@ -158,7 +158,8 @@ struct Hist {
 }
 
 impl Hist {
-    /// The history assumed for an id that has none (a resident seen long ago).
+    /// The history assumed for an id that has none (a resident seen long ago;
+    /// [`Entry::hist`] keeps the kind of its last access).
     const UNSEEN: Hist = Hist {
         last: 0,
         gap: 0,
@@ -220,7 +221,10 @@ impl Entry {
     /// The history a decision sees for this id.
     fn hist(&self) -> Hist {
         if self.count == 0 {
-            Hist::UNSEEN
+            Hist {
+                feat: self.feat,
+                ..Hist::UNSEEN
+            }
         } else {
             Hist {
                 last: self.last,
@@ -422,7 +426,6 @@ impl Reuse {
             e.count = 1;
             e.last = 0;
             e.gap = 0;
-            e.feat = Hist::UNSEEN.feat;
         }
         if e.lstate & OPEN != 0 {
             return;
@@ -486,9 +489,9 @@ impl Reuse {
                 r => {
                     let m = self.table.at_mut(p);
                     m.count = 0;
-                    m.feat = Hist::UNSEEN.feat;
                     m.lstate = 0;
-                    self.residents[r as usize] = Res::new(p, &Hist::UNSEEN);
+                    let h = m.hist();
+                    self.residents[r as usize] = Res::new(p, &h);
                     p += 1;
                 }
             }
@@ -560,38 +563,22 @@ impl Reuse {
         (self.obs[s] >= self.cfg.min_obs).then(|| self.value[s])
     }
 
-    /// Bytes of model state (the table), for the size budget.
-    pub fn model_bytes(&self) -> usize {
-        self.value.len() * 4 + self.obs.len() * 4
-    }
-}
-
-impl Policy for Reuse {
-    fn name(&self) -> &'static str {
-        "Reuse"
-    }
-    fn capacity(&self) -> usize {
-        self.cap
-    }
-    fn len(&self) -> usize {
-        self.residents.len()
-    }
-    fn contains(&self, id: ObjectId) -> bool {
-        self.table
-            .find(id)
-            .is_some_and(|p| self.table.at(p).v.res != NOT_RESIDENT)
-    }
-    fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
+    /// One request, or (`demoted`) one object offered from the tier above.
+    fn step(&mut self, req: &Request, demoted: bool, evicted: &mut Vec<ObjectId>) -> Outcome {
         self.now += 1;
         self.prune_history();
         if self.training {
             self.expire();
         }
         let now = self.now;
-        let feat = kind(req);
+        let feat = kind(&Request {
+            op: if demoted { Op::Read } else { req.op },
+            ..*req
+        });
         let (pos, h, res) = match self.table.find(req.id) {
             Some(p) => {
                 let e = self.table.at_mut(p);
+                let feat = if demoted && e.count > 0 { e.feat } else { feat };
                 let h = if e.count > 0 {
                     Hist {
                         last: now,
@@ -672,6 +659,37 @@ impl Policy for Reuse {
         self.table.at_mut(pos).res = self.residents.len() as u32;
         self.residents.push(Res::new(pos, &h));
         Outcome::ADMIT
+    }
+
+    /// Bytes of model state (the table), for the size budget.
+    pub fn model_bytes(&self) -> usize {
+        self.value.len() * 4 + self.obs.len() * 4
+    }
+}
+
+impl Policy for Reuse {
+    fn name(&self) -> &'static str {
+        "Reuse"
+    }
+    fn capacity(&self) -> usize {
+        self.cap
+    }
+    fn len(&self) -> usize {
+        self.residents.len()
+    }
+    fn contains(&self, id: ObjectId) -> bool {
+        self.table
+            .find(id)
+            .is_some_and(|p| self.table.at(p).v.res != NOT_RESIDENT)
+    }
+    fn access(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
+        self.step(req, false, evicted)
+    }
+    /// A demotion from the tier above is no access of the program's: the
+    /// object keeps the kind of its last access (the simulators offer it as a
+    /// write, for the copy's cost), or, unknown here, counts as a read.
+    fn offer_demoted(&mut self, req: &Request, evicted: &mut Vec<ObjectId>) -> Outcome {
+        self.step(req, true, evicted)
     }
     fn resize(&mut self, capacity: usize, evicted: &mut Vec<ObjectId>) {
         self.cap = capacity.max(1);
