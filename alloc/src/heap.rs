@@ -169,6 +169,26 @@ const READY: u8 = 2;
 const FAILED: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 
+/// The entry points' view of init, published apart from `Globals` so that no
+/// thread reads `Globals` while the initialising thread writes it (a data race,
+/// however benign on x86). `SPAN` is stored last, with Release, after every
+/// field of `Globals`; a thread that loads it non-zero with Acquire may read
+/// them all. Before that every pointer is no slot of ours (none was handed
+/// out), and `SMALL_GATE` (`small_max + 1`, 0 before init) sends every malloc
+/// to the slow path, which waits for init.
+static SPAN: AtomicUsize = AtomicUsize::new(0);
+static BASE: AtomicUsize = AtomicUsize::new(0);
+static SMALL_GATE: AtomicUsize = AtomicUsize::new(0);
+
+/// `p - base` if `p` lies in the slab region, None otherwise (also before
+/// init). `Globals` may be read once it returns Some.
+#[inline]
+fn region_offset(p: usize) -> Option<usize> {
+    let span = SPAN.load(Ordering::Acquire);
+    let off = p.wrapping_sub(BASE.load(Ordering::Relaxed));
+    (off < span).then_some(off)
+}
+
 #[inline]
 fn g() -> &'static Globals {
     // SAFETY: see `GlobalCell`: after init nobody writes `Globals`; before init the
@@ -384,6 +404,12 @@ fn init_slow() -> bool {
         KEY.store(key, Ordering::Relaxed);
     }
     note_owner();
+    {
+        let gl = g();
+        BASE.store(gl.base, Ordering::Relaxed);
+        SMALL_GATE.store(gl.small_max + 1, Ordering::Relaxed);
+        SPAN.store(gl.span, Ordering::Release);
+    }
     STATE.store(READY, Ordering::Release);
     // pthread_atfork may allocate: only now that malloc works.
     // SAFETY: the handlers are extern "C" fns valid for the process lifetime.
@@ -859,8 +885,9 @@ pub(crate) unsafe fn is_zero(p: *const u8, len: usize) -> bool {
 /// Allocate `size` bytes aligned to 16; null with ENOMEM on failure.
 #[inline]
 pub(crate) fn malloc(size: usize) -> *mut u8 {
-    let gl = g();
-    if size <= gl.small_max {
+    // Acquire: a size under the gate may read `Globals` (see `SPAN`).
+    if size < SMALL_GATE.load(Ordering::Acquire) {
+        let gl = g();
         let c = if size == 0 {
             0
         } else {
@@ -933,16 +960,15 @@ fn class_for(gl: &Globals, size: usize, align: usize) -> Option<usize> {
 /// class at least as big as that alignment asks for, with slots that are multiples
 /// of it (or is a large block aligned to it). A wrong alignment aborts.
 pub(crate) fn check_alignment(p: *mut u8, align: usize, size: usize) {
-    let gl = g();
-    let off = (p as usize).wrapping_sub(gl.base);
-    let ok = if off >= gl.span {
-        (p as usize) % align == 0
-    } else {
+    let ok = if let Some(off) = region_offset(p as usize) {
+        let gl = g();
         let c = off >> gl.rshift;
         match class_for(gl, size, align) {
             Some(want) => c >= want && slot_size(c) % align.max(16) == 0,
             None => false,
         }
+    } else {
+        (p as usize) % align == 0
     };
     if !ok {
         fatal(Fault::SizeMismatch, Op::FreeAlignedSized, p as usize);
@@ -1312,11 +1338,10 @@ fn drain(t: *mut ThreadCache, op: Op) {
 /// free_sized (alignment 16) or free_aligned_sized was told.
 #[inline]
 pub(crate) fn free(p: *mut u8, op: Op, expect: Option<(usize, usize)>) {
-    let gl = g();
-    let off = (p as usize).wrapping_sub(gl.base);
-    if off >= gl.span {
+    let Some(off) = region_offset(p as usize) else {
         return large::free(p, op, expect.map(|(size, _)| size));
-    }
+    };
+    let gl = g();
     let s = match locate(off) {
         Ok(s) => s,
         Err(f) => fatal(f, op, p as usize),
@@ -1441,11 +1466,10 @@ fn flush(t: *mut ThreadCache, c: usize) {
 
 /// The requested size of live block `p` (non-null); faults on anything else.
 pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
-    let gl = g();
-    let off = (p as usize).wrapping_sub(gl.base);
-    if off >= gl.span {
+    let Some(off) = region_offset(p as usize) else {
         return large::usable_size(p, op);
-    }
+    };
+    let gl = g();
     let s = match locate(off) {
         Ok(s) => s,
         Err(f) => fatal(f, op, p as usize),
@@ -1483,11 +1507,10 @@ pub(crate) fn usable_size(p: *mut u8, op: Op) -> usize {
 /// Resize in place if the new size stays in the same slot; returns false otherwise.
 /// `p` is a live small block whose requested size is `old`.
 pub(crate) fn resize_in_place(p: *mut u8, old: usize, new: usize) -> bool {
-    let gl = g();
-    let off = (p as usize).wrapping_sub(gl.base);
-    if off >= gl.span {
+    let Some(off) = region_offset(p as usize) else {
         return large::resize_in_place(p, old, new);
-    }
+    };
+    let gl = g();
     let c = off >> gl.rshift;
     if c == 0 || new == 0 || new > gl.small_max || class_of(new + gl.extra) != c {
         return false;
@@ -1536,8 +1559,8 @@ unsafe fn bytes_are(p: *const u8, len: usize, b: u8) -> bool {
 /// Grow a large block by moving its pages (mremap) instead of copying them;
 /// null when `p` is not a large block or the OS refused.
 pub(crate) fn grow_large(p: *mut u8, old: usize, new: usize) -> *mut u8 {
-    let gl = g();
-    if (p as usize).wrapping_sub(gl.base) < gl.span || new <= gl.small_max {
+    // `new` under the gate: a small block's size (SMALL_GATE is small_max + 1).
+    if region_offset(p as usize).is_some() || new < SMALL_GATE.load(Ordering::Acquire) {
         return ptr::null_mut();
     }
     large::grow_by_remap(p, old, new)
