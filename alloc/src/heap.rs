@@ -132,8 +132,9 @@ struct Globals {
 
 struct GlobalCell(UnsafeCell<Globals>);
 // SAFETY: `Globals` is written only by the single thread that wins the init race,
-// before `STATE` is set to READY with Release; every reader loads READY with Acquire
-// (or reads `base == 0`/`small_max == 0` defaults, which are valid) before use.
+// before `SPAN`, `SMALL_GATE` and `STATE` are published with Release; every reader
+// first loads one of them with Acquire (`region_offset`, malloc's gate,
+// `ensure_init`) and reads `Globals` only once it shows init done.
 unsafe impl Sync for GlobalCell {}
 
 const GEOM0: Geom = Geom {
