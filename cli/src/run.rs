@@ -78,8 +78,9 @@ pub struct RunArgs {
     pub json: bool,
 
     /// Write the JSON report to PATH (created or truncated before the program
-    /// starts) instead of stdout, where it never mixes with the program's output.
-    #[arg(long, value_name = "PATH")]
+    /// starts, so a program that cannot be started leaves it empty) instead of
+    /// stdout, where it never mixes with the program's output.
+    #[arg(long, value_name = "PATH", conflicts_with = "json")]
     pub json_file: Option<PathBuf>,
 
     /// The program to run and its arguments.
@@ -170,7 +171,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if args.json || json_file.is_some() {
         let json = render_json(&program, &summary, outcome);
         let written = match json_file.as_mut() {
-            Some(file) => writeln!(file, "{json}").and_then(|()| file.sync_data()),
+            Some(file) => writeln!(file, "{json}").and_then(|()| match file.sync_data() {
+                // A pipe, a terminal or /dev/null: written, nothing to sync
+                // (review finding: it read as a lost report and exited 1).
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+                r => r,
+            }),
             None => {
                 let mut stdout = io::stdout().lock();
                 writeln!(stdout, "{json}").and_then(|()| stdout.flush())

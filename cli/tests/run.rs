@@ -387,6 +387,13 @@ fn json_report_in_a_file() {
     assert!(json.ends_with("}\n") && json.lines().count() == 1, "{json}");
     std::fs::remove_dir_all(&dir).unwrap();
 
+    // Not a regular file: written, and no error for the sync it cannot do
+    // (review finding: /dev/null read as a lost report, exit 1).
+    let (code, _, stderr) = run(engram(&["run", "--json-file", "/dev/null", "--lib"])
+        .arg(&lib)
+        .args(["--", "true"]));
+    assert_eq!(code, Some(0), "{stderr}");
+
     // A file that cannot be created fails before the program runs.
     let marker = std::env::temp_dir().join(format!("engram-json-ran-{}", std::process::id()));
     let (code, _, stderr) =

@@ -85,7 +85,6 @@ use crate::workload::Rng;
 const COUNT_B: usize = 5;
 const AGE_B: usize = 10;
 const GAP_B: usize = 11;
-/// The last access's kind: read or write, times 8 log2 size buckets.
 /// Size buckets of the access kind: under 2 KiB, 2-8 KiB, 8-32 KiB, 32 KiB and over.
 const SIZE_B: usize = 4;
 /// Access kinds: size bucket x read/write.
@@ -578,7 +577,9 @@ impl Reuse {
         let (pos, h, res) = match self.table.find(req.id) {
             Some(p) => {
                 let e = self.table.at_mut(p);
-                let feat = if demoted && e.count > 0 { e.feat } else { feat };
+                // Every entry's kind is meaningful: a forgotten one (count 0)
+                // is resident and keeps its last access's (review finding).
+                let feat = if demoted { e.feat } else { feat };
                 let h = if e.count > 0 {
                     Hist {
                         last: now,
@@ -822,6 +823,28 @@ mod tests {
             small > large + 0.5,
             "small read {small:.2}, large write {large:.2}"
         );
+    }
+
+    /// A demotion offered for a resident the history window forgot keeps the
+    /// kind of its last access (review finding: it took the read kind).
+    #[test]
+    fn a_demotion_keeps_a_forgotten_residents_kind() {
+        let mut l = Reuse::new(1000, 1);
+        let mut out = Vec::new();
+        let write = Request {
+            op: Op::Write,
+            ..Request::read(1, 7, 64 << 10)
+        };
+        l.access(&write, &mut out);
+        for i in 0..16_100u64 {
+            l.access(&Request::read(2 + i, 1 + i % 5, 512), &mut out);
+        }
+        let p = l.table.find(7).expect("resident");
+        assert_eq!(l.table.at(p).v.count, 0, "forgotten by the window");
+        l.offer_demoted(&write, &mut out);
+        let p = l.table.find(7).expect("known");
+        assert_eq!(l.table.at(p).v.feat, kind(&write));
+        l.check_invariants();
     }
 
     #[test]
