@@ -866,6 +866,24 @@ unsafe fn slot_is_zero(p: *mut u8, len: usize) -> bool {
     }
 }
 
+/// The address of the first non-zero 8-byte word of the `len` bytes at `p`,
+/// if any (a write after free, for its report).
+///
+/// # Safety
+/// As for [`is_zero`].
+pub(crate) unsafe fn nonzero_word(p: *const u8, len: usize) -> Option<usize> {
+    // SAFETY: the caller's guarantees.
+    if unsafe { is_zero(p, len) } {
+        return None;
+    }
+    // SAFETY: as above.
+    let words = unsafe { core::slice::from_raw_parts(p.cast::<u64>(), len / 8) };
+    words
+        .iter()
+        .position(|&w| w != 0)
+        .map(|w| p as usize + w * 8)
+}
+
 /// True if the `len` bytes at `p` are all zero.
 ///
 /// # Safety
@@ -1625,11 +1643,11 @@ fn trim_slab(
                 // only free slots (bits set in this arena, whose lock the
                 // caller holds) or the slab's slack cover them.
                 unsafe {
-                    if gl.cfg.zero && !is_zero(q, n) {
-                        let words = core::slice::from_raw_parts(q.cast::<u64>(), n / 8);
-                        let w = words.iter().position(|&w| w != 0).unwrap_or(0);
-                        dirty = Some(q as usize + w * 8);
-                        return;
+                    if gl.cfg.zero {
+                        dirty = nonzero_word(q, n);
+                        if dirty.is_some() {
+                            return;
+                        }
                     }
                     os::decommit(q, n);
                 }

@@ -22,7 +22,8 @@ use core::ptr;
 
 use crate::fault::{Fault, Op, fatal};
 use crate::heap::{
-    add_in_use, canary_pattern, config, fill_pattern, has_pattern, is_zero, sub_in_use,
+    add_in_use, canary_pattern, config, fill_pattern, has_pattern, is_zero, nonzero_word,
+    sub_in_use,
 };
 use crate::os::{self, PAGE};
 use crate::sync::{SpinGuard, SpinLock};
@@ -710,15 +711,7 @@ pub(crate) unsafe fn first_dirty_word(p: *mut u8, len: usize) -> Option<usize> {
             if !resident || found.is_some() {
                 return;
             }
-            for page in (0..n).step_by(PAGE) {
-                let at = q.add(page);
-                if !is_zero(at, PAGE) {
-                    let words = core::slice::from_raw_parts(at.cast::<u64>(), PAGE / 8);
-                    let w = words.iter().position(|&w| w != 0).unwrap_or(0);
-                    found = Some(at as usize + w * 8);
-                    return;
-                }
-            }
+            found = nonzero_word(q, n);
         });
     }
     found

@@ -91,14 +91,14 @@ const SIZE_B: usize = 4;
 const KIND_B: usize = 2 * SIZE_B;
 const STATES: usize = KIND_B * COUNT_B * AGE_B * GAP_B;
 
-/// The kind of a request (module docs): `size bucket + SIZE_B` if it writes.
-fn kind(req: &Request) -> u8 {
+/// The access kind (module docs) of `size` bytes: `size bucket + SIZE_B` for a
+/// write.
+fn kind(size: u32, write: bool) -> u8 {
     // Bit length of the size less 10: 0 up to 1 KiB, 1 up to 2 KiB, ...; two
     // of those per bucket.
-    let l = (32 - req.size.max(1).leading_zeros()).saturating_sub(10) as usize;
+    let l = (32 - size.max(1).leading_zeros()).saturating_sub(10) as usize;
     let b = (l / 2).min(SIZE_B - 1);
-    let w = usize::from(matches!(req.op, Op::Write));
-    (w * SIZE_B + b) as u8
+    (usize::from(write) * SIZE_B + b) as u8
 }
 const PENDING_CAP: usize = 1 << 16;
 /// Most candidates one demotion samples (`ReuseConfig::samples` is capped here).
@@ -153,7 +153,7 @@ struct Hist {
     /// Saturated at `u8::MAX`, as stored.
     count: u32,
     /// [`kind`] of the last access.
-    feat: u8,
+    kind: u8,
 }
 
 impl Hist {
@@ -163,7 +163,7 @@ impl Hist {
         last: 0,
         gap: 0,
         count: 1,
-        feat: 0,
+        kind: 0,
     };
 }
 
@@ -193,7 +193,7 @@ struct Entry {
     /// (resident) id and its state is computed from [`Hist::UNSEEN`].
     count: u8,
     /// [`kind`] of the last access.
-    feat: u8,
+    kind: u8,
     /// [`OPEN`] plus the state of the open label.
     lstate: u16,
     /// Index in `residents`, or [`NOT_RESIDENT`].
@@ -207,7 +207,7 @@ impl Vacancy for Entry {
         gap: 0,
         label: 0,
         count: 0,
-        feat: 0,
+        kind: 0,
         lstate: 0,
         res: NOT_RESIDENT,
     };
@@ -221,7 +221,7 @@ impl Entry {
     fn hist(&self) -> Hist {
         if self.count == 0 {
             Hist {
-                feat: self.feat,
+                kind: self.kind,
                 ..Hist::UNSEEN
             }
         } else {
@@ -229,7 +229,7 @@ impl Entry {
                 last: self.last,
                 gap: u64::from(self.gap),
                 count: u32::from(self.count),
-                feat: self.feat,
+                kind: self.kind,
             }
         }
     }
@@ -248,7 +248,7 @@ impl Entry {
 struct Res {
     slot: u32,
     count: u16,
-    feat: u16,
+    kind: u8,
     last: u64,
     gap: u64,
 }
@@ -258,7 +258,7 @@ impl Res {
         Res {
             slot,
             count: h.count.min(u32::from(u16::MAX)) as u16,
-            feat: u16::from(h.feat),
+            kind: h.kind,
             last: h.last,
             gap: h.gap,
         }
@@ -269,7 +269,7 @@ impl Res {
             last: self.last,
             gap: self.gap,
             count: u32::from(self.count),
-            feat: self.feat as u8,
+            kind: self.kind,
         }
     }
 }
@@ -369,7 +369,7 @@ impl Reuse {
         } else {
             1 + log_bucket(h.gap, cap, GAP_B - 1)
         };
-        (((usize::from(h.feat) * COUNT_B + c) * AGE_B + a) * GAP_B + g) as u16
+        (((usize::from(h.kind) * COUNT_B + c) * AGE_B + a) * GAP_B + g) as u16
     }
 
     fn learn(&mut self, state: u16, reward: f32) {
@@ -570,36 +570,35 @@ impl Reuse {
             self.expire();
         }
         let now = self.now;
-        let feat = kind(&Request {
-            op: if demoted { Op::Read } else { req.op },
-            ..*req
-        });
+        // A demotion is no access of the program's: a read, unless the
+        // object's own kind is known (below).
+        let kind = kind(req.size, !demoted && req.op == Op::Write);
         let (pos, h, res) = match self.table.find(req.id) {
             Some(p) => {
                 let e = self.table.at_mut(p);
                 // Every entry's kind is meaningful: a forgotten one (count 0)
                 // is resident and keeps its last access's (review finding).
-                let feat = if demoted { e.feat } else { feat };
+                let kind = if demoted { e.kind } else { kind };
                 let h = if e.count > 0 {
                     Hist {
                         last: now,
                         gap: (now - e.last).min(u64::from(u32::MAX)),
                         count: u32::from(e.count.saturating_add(1)),
-                        feat,
+                        kind,
                     }
                 } else {
                     Hist {
                         last: now,
                         gap: 0,
                         count: 1,
-                        feat,
+                        kind,
                     }
                 };
                 let open = e.open_label();
                 e.last = h.last;
                 e.gap = h.gap as u32;
                 e.count = h.count as u8;
-                e.feat = feat;
+                e.kind = kind;
                 // Requested again within the horizon: the label resolves. Its
                 // queued record stays; `expire` skips it as no longer open.
                 e.lstate = 0;
@@ -616,14 +615,14 @@ impl Reuse {
                     last: now,
                     gap: 0,
                     count: 1,
-                    feat,
+                    kind,
                 };
                 let e = Entry {
                     last: now,
                     gap: 0,
                     label: 0,
                     count: 1,
-                    feat,
+                    kind,
                     lstate: 0,
                     res: NOT_RESIDENT,
                 };
@@ -720,8 +719,8 @@ impl Policy for Reuse {
             assert_eq!(e.res, i as u32, "res mirrors residents");
             let h = e.hist();
             assert_eq!(
-                (u32::from(r.count), r.last, r.gap, r.feat as u8),
-                (h.count, h.last, h.gap, h.feat),
+                (u32::from(r.count), r.last, r.gap, r.kind),
+                (h.count, h.last, h.gap, h.kind),
                 "a resident's copy of its history is current"
             );
         }
@@ -795,7 +794,7 @@ mod tests {
     /// different reuse probabilities. Without the kind both newcomers are in
     /// one state (seen once, just now, no gap) and get the same value.
     #[test]
-    fn the_access_kind_tells_objects_apart() {
+    fn the_access_kindtells_objects_apart() {
         let mut l = Reuse::new(1000, 3);
         let mut out = Vec::new();
         let mut t = 0;
@@ -843,7 +842,7 @@ mod tests {
         assert_eq!(l.table.at(p).v.count, 0, "forgotten by the window");
         l.offer_demoted(&write, &mut out);
         let p = l.table.find(7).expect("known");
-        assert_eq!(l.table.at(p).v.feat, kind(&write));
+        assert_eq!(l.table.at(p).v.kind, kind(write.size, true));
         l.check_invariants();
     }
 
