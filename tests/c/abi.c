@@ -4,6 +4,7 @@
  * figures, mallopt refuses honestly. Exit 0 on success, 1 with a message otherwise. */
 #define _GNU_SOURCE
 #include <malloc.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,44 @@ static int fragmented_trim(void) {
     return 0;
 }
 
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
+extern void __libc_free(void *);
+
+/* glibc's internal names reach the same heap: a block from one family is
+ * freed by the other (a glibc pointer in engram's free aborted as invalid,
+ * an engram block in glibc's free crashed inside glibc). */
+static int libc_names(void) {
+    void *volatile a = __libc_malloc(100);
+    if (!a || malloc_usable_size(a) < 100) return fail("__libc_malloc");
+    memset(a, 1, 100);
+    free(a);
+    void *volatile b = malloc(100);
+    if (!b) return fail("malloc failed");
+    memset(b, 2, 100);
+    b = __libc_realloc(b, 5000);
+    if (!b || ((unsigned char *)b)[99] != 2) return fail("__libc_realloc lost the contents");
+    __libc_free(b);
+    unsigned char *volatile c = __libc_calloc(10, 10);
+    if (!c || c[0] != 0 || c[99] != 0) return fail("__libc_calloc");
+    __libc_free(c);
+    void *volatile d = __libc_memalign(256, 100);
+    void *volatile e = __libc_valloc(100);
+    void *volatile f = __libc_pvalloc(100);
+    if (!d || (uintptr_t)d % 256 || !e || (uintptr_t)e % 4096 || !f || (uintptr_t)f % 4096)
+        return fail("__libc_memalign / valloc / pvalloc alignment");
+    free(d);
+    __libc_free(e);
+    free(f);
+    return 0;
+}
+
 int main(void) {
+    if (libc_names()) return 1;
     enum { N = 200000, SIZE = 512 };
     static void *blocks[N];
     struct mallinfo2 before = mallinfo2();

@@ -1139,12 +1139,16 @@ static int impossible_sizes(void) {
     free(q);
 
     void *out = (void *)0x1234;
+    errno = 777;
     int rc = posix_memalign(&out, 64, max);
     if (rc != ENOMEM) {
         return fail("posix_memalign(64, SIZE_MAX) returned %d, not ENOMEM", rc);
     }
     if (out != (void *)0x1234) {
         return fail("posix_memalign wrote *memptr on failure");
+    }
+    if (errno != 777) {
+        return fail("posix_memalign set errno to %d: it returns its error", errno);
     }
     return 0;
 }

@@ -82,8 +82,11 @@ pub unsafe extern "C" fn posix_memalign(
     if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
         return libc::EINVAL;
     }
-    // SAFETY: the alignment is a power of two.
-    let p = unsafe { raw::memalign(align, size) };
+    // SAFETY: the alignment is a power of two. posix_memalign reports its
+    // error in its return value and leaves errno alone (POSIX; the contract
+    // in docs/ALLOC_CONTRACT.md): the ENOMEM memalign sets is undone (review
+    // finding, 2026-11-25).
+    let p = engram_alloc::os::keeping_errno(|| unsafe { raw::memalign(align, size) });
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -256,6 +259,71 @@ pub extern "C" fn mallinfo() -> Mallinfo {
         fordblks: i(m.fordblks),
         keepcost: i(m.keepcost),
     }
+}
+
+// glibc's internal names of the same functions. Some programs and libraries
+// call them directly (to reach "the real malloc" past an interposer, or
+// through old glibc hooks); left to glibc they would hand glibc heap
+// pointers to engram's free (a false "invalid pointer" abort) or pass
+// engram's blocks to glibc's free, which reads the bytes before them as a
+// chunk header (review finding, 2026-11-25: a segfault inside glibc). They
+// forward to the exports above, as mimalloc's and jemalloc's glibc
+// overrides do.
+
+/// # Safety
+/// As for `malloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
+    // SAFETY: as in `malloc`.
+    unsafe { malloc(size) }
+}
+
+/// # Safety
+/// As for `free`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
+    // SAFETY: as in `free`.
+    unsafe { free(p) }
+}
+
+/// # Safety
+/// As for `calloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
+    // SAFETY: as in `calloc`.
+    unsafe { calloc(n, size) }
+}
+
+/// # Safety
+/// As for `realloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: as in `realloc`.
+    unsafe { realloc(p, size) }
+}
+
+/// # Safety
+/// As for `memalign`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: as in `memalign`.
+    unsafe { memalign(align, size) }
+}
+
+/// # Safety
+/// As for `valloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
+    // SAFETY: as in `valloc`.
+    unsafe { valloc(size) }
+}
+
+/// # Safety
+/// As for `pvalloc`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
+    // SAFETY: as in `pvalloc`.
+    unsafe { pvalloc(size) }
 }
 
 /// glibc tuning knobs do not apply to this allocator: every parameter is refused
