@@ -5,11 +5,12 @@
 //! (`W`: score window in capacities, `S`: the vote's sharpness; `--cfg=W,S,0`
 //! turns the placement's cost test off; none: the default).
 //! `--seeds=N` runs each configuration with the reuse expert's seeds 1..=N and
-//! prints the mean, lowest and highest hit ratio (default: seed 1 only).
+//! prints the mean, lowest and highest hit ratio (default: seed 1 only), and
+//! the reuse expert's own mean over those seeds.
 
 use std::path::Path;
 
-use engram_policy::cache::{Ensemble, EnsembleConfig, Policy};
+use engram_policy::cache::{Ensemble, EnsembleConfig, Policy, Reuse};
 use engram_policy::{CacheSize, CostModel, simulate, trace, unique_objects};
 
 fn main() -> Result<(), engram_policy::Error> {
@@ -52,6 +53,17 @@ fn main() -> Result<(), engram_policy::Error> {
             for k in Ensemble::EXPERT_KINDS {
                 let r = simulate(k.build(cap)?.as_mut(), &t.requests, &cost, 0, false);
                 line += &format!("  {} {:.2}", k.name(), 100.0 * r.hit_ratio());
+            }
+            if seeds > 1 {
+                // The reuse expert alone over the same seeds.
+                let hits: Vec<f64> = (1..=seeds)
+                    .map(|seed| {
+                        let mut r = Reuse::new(cap, seed);
+                        100.0 * simulate(&mut r, &t.requests, &cost, 0, false).hit_ratio()
+                    })
+                    .collect();
+                let mean = hits.iter().sum::<f64>() / hits.len() as f64;
+                line += &format!("  Reuse mean {mean:.2}");
             }
             for cfg in &configs {
                 let mut hits = Vec::new();

@@ -31,6 +31,13 @@ pub enum CacheSize {
     FractionBytes(f64),
 }
 
+/// `floor(total * f)`, where `f` came from a decimal percentage: 29 % of 100
+/// is 29, though `100.0 * 0.29` is 28.999999999999996 in binary (review
+/// finding: `--size 29%` of 100 objects gave 28).
+fn share(total: f64, f: f64) -> f64 {
+    (total * f * (1.0 + 1e-12)).floor()
+}
+
 impl CacheSize {
     /// Parse `5%`, `0.05` (fractions of unique objects), `5%B` (of unique
     /// bytes), `1000` (objects), `64MiB` / `4096B` (bytes).
@@ -99,7 +106,7 @@ impl CacheSize {
         let mean = unique_bytes as f64 / unique.max(1) as f64;
         let n = match self {
             CacheSize::Objects(n) => n,
-            CacheSize::FractionObjects(f) => (unique as f64 * f).floor() as usize,
+            CacheSize::FractionObjects(f) => share(unique as f64, f) as usize,
             CacheSize::Bytes(_) | CacheSize::FractionBytes(_) => {
                 let b = self.bytes(unique_bytes).unwrap_or(0);
                 (b as f64 / mean.max(1.0)).floor() as usize
@@ -114,7 +121,7 @@ impl CacheSize {
     pub fn bytes(self, unique_bytes: u64) -> Option<u64> {
         let b = match self {
             CacheSize::Bytes(b) => b,
-            CacheSize::FractionBytes(f) => (unique_bytes as f64 * f).floor() as u64,
+            CacheSize::FractionBytes(f) => share(unique_bytes as f64, f) as u64,
             CacheSize::Objects(_) | CacheSize::FractionObjects(_) => return None,
         };
         Some(b.clamp(1, unique_bytes.max(1)))
@@ -400,6 +407,14 @@ mod tests {
             assert!(CacheSize::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(CacheSize::FractionObjects(0.01).objects(48_974, 0), 489);
+        for (pct, want) in [("29%", 29), ("57%", 57), ("58%", 58), ("5%", 5)] {
+            let size = CacheSize::parse(pct).unwrap();
+            assert_eq!(size.objects(100, 100), want, "{pct} of 100 objects");
+        }
+        assert_eq!(
+            CacheSize::parse("29%B").unwrap().bytes(51_200),
+            Some(14_848)
+        );
         assert_eq!(CacheSize::Bytes(8192).objects(10, 40_960), 2);
         assert_eq!(CacheSize::Bytes(8192).bytes(40_960), Some(8192));
         assert_eq!(CacheSize::FractionBytes(0.05).bytes(40_960), Some(2048));
@@ -434,6 +449,28 @@ mod tests {
         assert!((r.p99_latency_ns - cost.miss(100, false, true)).abs() < 1.0);
         assert_eq!(r.series.len(), 5);
         assert_eq!(r.bytes_migrated, 300);
+    }
+
+    /// A write miss the tier admits costs a DRAM write only, and one SSD
+    /// write when it is evicted dirty (review finding, 2026-11-25: it paid
+    /// the SSD write on the request path as well, two for one write).
+    #[test]
+    fn a_write_miss_reaches_the_backing_tier_once() {
+        let w = Request {
+            op: Op::Write,
+            ..Request::read(0, 1, 4096)
+        };
+        let reqs = [w, Request::read(1, 2, 4096)];
+        let cost = CostModel::default();
+        let r = simulate(&mut Lru::new(1), &reqs, &cost, 0, true);
+        let want = (cost.fast.write(4096) + cost.backing.read(4096) + cost.fast.write(4096)) / 2.0;
+        assert!(
+            (r.mean_latency_ns - want).abs() < 1e-6,
+            "{}",
+            r.mean_latency_ns
+        );
+        assert_eq!((r.writebacks, r.bytes_written_back), (1, 4096));
+        assert!((r.writeback_ns - cost.backing.write(4096)).abs() < 1e-6);
     }
 
     /// Review findings: the series has exactly `windows` points (it had 5 of

@@ -18,8 +18,11 @@
 //! a policy that prices copies does not charge it as a request's); past the
 //! last managed tier it is dropped, since the backing tier holds every object.
 //!
-//! Pricing: the request pays the read (or write) of the tier that served it,
-//! plus the write into the tier that admitted it. Demotions are copies made
+//! Pricing: a read pays the read of the tier that served it, plus the write
+//! into the tier that admitted it; a write pays the write into the tier that
+//! ends up holding the object (write-allocate: the tier that admitted it, or
+//! the one that served it), or into the backing tier when none keeps it.
+//! Demotions are copies made
 //! off the request path (a read of the upper tier, a write of the lower
 //! one): their time is reported as `background_ns`, not in the latencies.
 //! A write makes the object dirty wherever it is resident; it stays dirty
@@ -213,7 +216,14 @@ pub fn simulate_tiers(
                 r.from_backing += u64::from(found.is_none());
                 r.promotions += 1;
                 r.promoted_bytes += bytes;
-                ns += costs[j].write(bytes);
+                // Write-allocate (as `CostModel::miss`): a write's new value
+                // goes straight into the tier that takes it; a read is copied
+                // up after the tier that served it.
+                if write {
+                    ns = costs[j].write(bytes);
+                } else {
+                    ns += costs[j].write(bytes);
+                }
             }
             (None, Some(k)) if k > 0 => {
                 // Nobody above took it: the serving tier sees the access.
@@ -234,8 +244,21 @@ pub fn simulate_tiers(
             r.backing_hits += 1;
             ns = backing.access(bytes, write);
         }
-        if write && tiers.iter().any(|t| t.contains(req.id)) {
+        let resident = tiers.iter().any(|t| t.contains(req.id));
+        let written_back = r.writebacks;
+        if write && resident {
             dirty.insert(req.id, req.size);
+        } else if write && (served || placed.is_some()) {
+            // Written into a managed tier (the one that served it or the one
+            // that took it), then pushed out of the managed tiers by a cascade
+            // of demotions this same request set off (under byte budgets): the
+            // new value is written back like any dirty object that leaves
+            // (review finding: the write was priced as a tier hit and then
+            // lost, never written back).
+            r.writebacks += 1;
+            r.bytes_written_back += bytes;
+            r.background_ns += backing.write(bytes);
+            dirty.remove(&req.id);
         } else if served && let Some(size) = dirty.get_mut(&req.id) {
             // A read that changed the size: the resident copy's new size.
             *size = req.size;
@@ -254,6 +277,13 @@ pub fn simulate_tiers(
             assert!(
                 dirty.keys().all(|id| tiers.iter().any(|t| t.contains(*id))),
                 "a dirty object left the managed tiers without a write-back"
+            );
+            assert!(
+                !write
+                    || !(served || placed.is_some())
+                    || dirty.contains_key(&req.id)
+                    || r.writebacks > written_back,
+                "a write taken by a managed tier is neither resident there nor written back"
             );
         }
     }
@@ -436,6 +466,43 @@ mod tests {
             "the hottest objects sit in tier 0: {:?}",
             r.hits
         );
+    }
+
+    /// Review finding (2026-11-25): under byte budgets, a write served by
+    /// tier 1 and offered to tier 0 set off demotions that pushed the object
+    /// out of both tiers; the write was priced as a tier-1 hit, never made
+    /// dirty and never written back. Check mode now asserts that a write a
+    /// managed tier took is resident or written back, for every policy.
+    #[test]
+    fn a_write_pushed_out_by_its_own_cascade_is_written_back() {
+        let mut reqs: Vec<Request> = [
+            (27, 3042),
+            (5, 1306),
+            (1, 3583),
+            (2, 485),
+            (27, 3042),
+            (1, 3583),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(t, &(id, size))| Request::read(t as u64, id, size))
+        .collect();
+        reqs[5].op = Op::Write;
+        crate::types::annotate_next_access(&mut reqs);
+        let costs = [TierCost::DEVICE, TierCost::DRAM];
+        for k in PolicyKind::ALL {
+            let mut tiers = vec![
+                k.build_bytes(5347, 60).unwrap(),
+                k.build_bytes(3583, 60).unwrap(),
+            ];
+            let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &reqs, true);
+            let resident = tiers.iter().any(|t| t.contains(1));
+            assert!(
+                resident || r.writebacks >= 1,
+                "{}: the write to object 1 was lost",
+                k.name()
+            );
+        }
     }
 
     #[test]
