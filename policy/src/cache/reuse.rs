@@ -35,7 +35,10 @@
 //! - placement agent: admit the missed object, or leave it in the backing
 //!   tier when its estimated value is below the chosen victim's (only once
 //!   both states have `min_obs` = 32 observations, so early noise does not
-//!   shut the door on everything).
+//!   shut the door on everything). A write miss is never left out once the
+//!   tier's costs are known (`Policy::set_costs`) and admitting it is the
+//!   cheaper way to serve it (a write-back tier: a DRAM write instead of an
+//!   SSD write, `CostModel::miss`).
 //!
 //! Why sampling: exact "lowest value" would need a priority queue re-keyed
 //! as every object ages; K random residents give a near-minimum at K
@@ -79,6 +82,7 @@ use std::collections::VecDeque;
 
 use super::idtable::{IdTable, Vacancy};
 use super::{Outcome, Policy};
+use crate::tier::CostModel;
 use crate::types::{ObjectId, Op, Request};
 use crate::workload::Rng;
 
@@ -308,6 +312,11 @@ pub struct Reuse {
     /// `[_; MAX_SAMPLES]` array (3 KiB) zeroed on every miss was a third of a
     /// decision's time.
     cand: Vec<(usize, Hist)>,
+    /// Costs of this tier and of the one below, once a simulator or a tier
+    /// passed them (`Policy::set_costs`); until then the agents weigh hits
+    /// only, as they do as a shadow expert of the selection agent (whose
+    /// experts score hits; it prices the placement itself).
+    cost: Option<CostModel>,
 }
 
 /// The bit length of `floor(8 x / cap)`, capped at `max - 1`: a log2 bucket of
@@ -351,6 +360,7 @@ impl Reuse {
             label_rng: Rng::new(seed ^ LABEL_STREAM),
             training: true,
             cand: Vec::with_capacity(MAX_SAMPLES),
+            cost: None,
         }
     }
 
@@ -645,6 +655,7 @@ impl Reuse {
                 return Outcome::BYPASS;
             };
             if self.cfg.admission
+                && !self.absorbs(req, demoted)
                 && let (Some(nv), Some(vv)) = (self.trusted(new_state), self.trusted(vs))
                 && nv < vv
             {
@@ -659,6 +670,22 @@ impl Reuse {
         self.table.at_mut(pos).res = self.residents.len() as u32;
         self.residents.push(Res::new(pos, &h));
         Outcome::ADMIT
+    }
+
+    /// Whether admitting `req` costs this request less than leaving it out:
+    /// a write under a write-back tier (`CostModel::miss`) that is cheaper
+    /// to write than the tier below, once the costs are known. The placement
+    /// agent never leaves such a write out: the backing write it would pay
+    /// now is certain, the victim's loss only likely (cloudphysics, the
+    /// trace with writes, 2026-11-25: mean latency 32.1 -> 26.6 us at 5 %,
+    /// 30.1 -> 26.0 us at 10 %).
+    fn absorbs(&self, req: &Request, demoted: bool) -> bool {
+        let bytes = u64::from(req.size);
+        !demoted
+            && req.op == Op::Write
+            && self
+                .cost
+                .is_some_and(|c| c.miss(bytes, true, true) < c.miss(bytes, true, false))
     }
 
     /// Bytes of model state (the table), for the size budget.
@@ -710,6 +737,9 @@ impl Policy for Reuse {
                 true
             }
         }
+    }
+    fn set_costs(&mut self, cost: &CostModel) {
+        self.cost = Some(*cost);
     }
     fn check_invariants(&self) {
         assert!(self.residents.len() <= self.cap);
@@ -764,6 +794,43 @@ mod tests {
             l.access(r, &mut ev);
         }
         assert_ne!(l.obs, obs, "training resumes");
+    }
+
+    /// Given the tier's costs (as the simulators pass them), the placement
+    /// agent takes every write miss (a write-back tier absorbs it for a
+    /// DRAM write instead of an SSD write), though it leaves out reads of
+    /// the same trace; without costs (a shadow expert) it weighs hits only.
+    #[test]
+    fn with_costs_every_write_miss_is_absorbed() {
+        let reads = workload::scan_hot(2000, 0.002, 400, 100_000, 9);
+        let writes: Vec<Request> = reads
+            .iter()
+            .map(|r| Request {
+                op: Op::Write,
+                ..*r
+            })
+            .collect();
+        let cost = CostModel::default();
+        let r = simulate(&mut Reuse::new(500, 1), &reads, &cost, 0, true);
+        assert!(
+            r.admitted + 1000 < r.backing_hits,
+            "reads: {} of {}",
+            r.admitted,
+            r.backing_hits
+        );
+        let w = simulate(&mut Reuse::new(500, 1), &writes, &cost, 0, true);
+        assert_eq!(w.admitted, w.backing_hits, "every write miss is admitted");
+        // A shadow without costs: the same writes, some left out.
+        let mut shadow = Reuse::new(500, 1);
+        let (mut admitted, mut misses) = (0, 0);
+        let mut ev = Vec::new();
+        for q in &writes {
+            ev.clear();
+            let o = shadow.access(q, &mut ev);
+            misses += u64::from(!o.hit);
+            admitted += u64::from(o.admitted);
+        }
+        assert!(admitted + 1000 < misses, "shadow: {admitted} of {misses}");
     }
 
     #[test]
