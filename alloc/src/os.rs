@@ -16,22 +16,35 @@ pub const PAGE: usize = 4096;
 ///
 /// Postcondition: the range reads as zero once committed; null on failure.
 pub fn reserve(len: usize) -> *mut u8 {
-    // SAFETY: an anonymous private mapping at a kernel-chosen address touches no
-    // existing memory; the result is checked against MAP_FAILED.
-    let p = keeping_errno(|| unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
+    try_reserve(len).unwrap_or(ptr::null_mut())
+}
+
+/// As [`reserve`], with the mmap's errno on failure (for the layers above,
+/// which report it: `reserve` leaves the caller's errno as it was).
+pub fn try_reserve(len: usize) -> Result<*mut u8, i32> {
+    let mut err = 0;
+    let p = keeping_errno(|| {
+        // SAFETY: an anonymous private mapping at a kernel-chosen address
+        // touches no existing memory; the result is checked against MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            err = errno();
+        }
+        p
     });
     if p == libc::MAP_FAILED {
-        ptr::null_mut()
+        Err(err)
     } else {
-        p.cast()
+        Ok(p.cast())
     }
 }
 
@@ -323,4 +336,23 @@ pub unsafe fn advise_huge(p: *mut u8, len: usize) {
     // SAFETY: the caller guarantees the range is ours; MADV_HUGEPAGE changes no
     // contents.
     keeping_errno(|| unsafe { libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE) });
+}
+
+#[cfg(all(test, not(engram_loom)))]
+mod tests {
+    use super::*;
+
+    /// A reservation the kernel refuses reports its errno, and leaves the
+    /// caller's errno as it was (the layers above print the errno: it read
+    /// 0 once `reserve` started restoring it).
+    #[test]
+    fn a_refused_reservation_reports_its_errno() {
+        set_errno(777);
+        assert_eq!(try_reserve(1 << 62), Err(libc::ENOMEM));
+        assert_eq!(errno(), 777);
+        assert!(reserve(1 << 62).is_null());
+        let p = try_reserve(1 << 20).expect("a 1 MiB reservation");
+        // SAFETY: our own reservation, used by nobody.
+        unsafe { unmap(p, 1 << 20) };
+    }
 }

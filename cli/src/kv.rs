@@ -7,7 +7,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use engram_kvcache::backend::null::NullBackend;
 use engram_kvcache::trace::{
@@ -121,6 +121,9 @@ fn progress_bar(label: &str) -> impl FnMut(usize, usize) + '_ {
     }
 }
 
+/// Most requests of the synthetic trace (`engram kv replay` without a file).
+const MAX_SYNTHETIC: usize = 10_000_000;
+
 fn replay(a: &ReplayArgs) -> Result<u8> {
     let requests = match &a.trace {
         Some(p) => {
@@ -128,7 +131,18 @@ fn replay(a: &ReplayArgs) -> Result<u8> {
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             trace::parse(&text).with_context(|| format!("parsing {}", p.display()))?
         }
-        None => trace::poisson(a.limit, a.rate, 4096, 256, 0.5, 4, 42),
+        None => {
+            // The synthetic trace is built up front (about 100 bytes a
+            // request): `--limit 2^64-1` panicked on the capacity and 10^12
+            // aborted on the allocation (review finding, 2026-11-25).
+            if a.limit > MAX_SYNTHETIC {
+                bail!(
+                    "--limit {} is more than the synthetic trace's {MAX_SYNTHETIC} requests (give a trace file to replay more)",
+                    a.limit
+                );
+            }
+            trace::poisson(a.limit, a.rate, 4096, 256, 0.5, 4, 42)
+        }
     };
     let cfg = Config {
         layers: a.layers,
@@ -269,6 +283,16 @@ mod tests {
             rate: 50.0,
             no_baselines: false,
         }
+    }
+
+    /// A synthetic trace bigger than the cap is refused before it is built
+    /// (review finding: `--limit 2^64-1` panicked, 10^12 aborted).
+    #[test]
+    fn a_huge_synthetic_limit_is_an_error() {
+        let mut a = small(None);
+        a.limit = usize::MAX;
+        let e = replay(&a).unwrap_err().to_string();
+        assert!(e.contains("--limit"), "{e}");
     }
 
     #[test]

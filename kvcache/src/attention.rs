@@ -164,8 +164,27 @@ pub fn attend_paged<B: Backend>(
     ) else {
         return Err(Error::OutOfBounds);
     };
-    let pages = &table.indices[lo as usize..hi as usize];
+    // A malformed table is the caller's error, not a panic (review finding,
+    // 2026-11-25: indptr out of order or past `indices`, or a last page
+    // holding more tokens than a page, indexed out of bounds).
+    let (Ok(lo), Ok(hi)) = (usize::try_from(lo), usize::try_from(hi)) else {
+        return Err(Error::OutOfBounds);
+    };
+    if lo > hi || hi > table.indices.len() {
+        return Err(Error::OutOfBounds);
+    }
+    let pages = &table.indices[lo..hi];
     if pages.iter().any(|&p| p < 0 || p as usize >= geo.groups) {
+        return Err(Error::OutOfBounds);
+    }
+    // An empty request has no last page (0); any other's last page holds
+    // 1..=tokens_per_page tokens.
+    let last_ok = if pages.is_empty() {
+        last == 0
+    } else {
+        last >= 1 && last as usize <= geo.tokens_per_page
+    };
+    if !last_ok {
         return Err(Error::OutOfBounds);
     }
     let len = if pages.is_empty() {

@@ -147,7 +147,8 @@ pub struct PageTable {
     pub indptr: Vec<i32>,
     /// Page numbers.
     pub indices: Vec<i32>,
-    /// Tokens in each request's last page (1..=tokens_per_page).
+    /// Tokens in each request's last page (1..=tokens_per_page), 0 for a
+    /// request with no pages (no tokens yet).
     pub last_page_len: Vec<i32>,
 }
 
@@ -164,6 +165,13 @@ pub struct BlockTable {
 pub trait SwapSink {
     /// Store page `page` of tensor `tensor` of request `id`.
     fn put(&mut self, id: ReqId, page: usize, tensor: usize, data: &[u8]) -> Result<(), String>;
+    /// A swap-out of request `id` failed part-way (a `put` or a page read
+    /// failed): the request stays live in the cache, and the pages stored for
+    /// it so far will never be read; drop them. (Review finding, 2026-11-25:
+    /// they stayed in the store for good.)
+    fn abandon(&mut self, id: ReqId) {
+        let _ = id;
+    }
 }
 
 /// Where swapped-out pages come back from.
@@ -207,6 +215,10 @@ impl SwapSink for MemSwap {
     fn put(&mut self, id: ReqId, page: usize, tensor: usize, data: &[u8]) -> Result<(), String> {
         self.pages.insert((id, page, tensor), data.to_vec());
         Ok(())
+    }
+
+    fn abandon(&mut self, id: ReqId) {
+        self.pages.retain(|k, _| k.0 != id);
     }
 }
 
@@ -964,7 +976,15 @@ impl<B: Backend> KvCache<B> {
 
     /// Append `tokens` to request `id`: map pages for the new positions (reusing spare
     /// pages of its slot), copying a shared partial last page first (copy-on-write).
-    /// On error nothing changes (except that cached prefix pages may have been evicted).
+    ///
+    /// Every call first publishes the prompt blocks that earlier appends
+    /// completed (they become read-only and findable by later admissions),
+    /// whether or not it then succeeds. On error nothing else changes that
+    /// the request can see: its length and tokens stay as they were; cached
+    /// prefix pages may have been evicted and other slots' spare pages taken
+    /// into the free pool to make room. (Review finding, 2026-11-25: the doc
+    /// said "nothing changes", and a write to a page published by a failed
+    /// call was refused as read-only.)
     pub fn append(&mut self, id: ReqId, tokens: &[u32]) -> Result<(), Error> {
         self.usable()?;
         let slot = self.live_slot(id)?;
@@ -1241,17 +1261,24 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Swap request `id` out page by page into `sink`, then release its slot. If the
-    /// sink fails, nothing changes.
+    /// sink or a page read fails, nothing changes in the cache, and the sink is
+    /// told to drop what it stored ([`SwapSink::abandon`]).
     pub fn swap_out(&mut self, id: ReqId, sink: &mut dyn SwapSink) -> Result<(), Error> {
         self.usable()?;
         let slot = self.live_slot(id)?;
         let len = self.requests[&id].len;
         let mut buf = vec![0u8; self.geo.page_size];
         for j in 0..self.geo.pages_for(len) {
-            let g = self.slots[slot as usize].pages[j].ok_or(Error::OutOfBounds)?;
-            for t in 0..self.geo.tensors {
-                self.backend.read_page(self.geo.phys(t, g), &mut buf)?;
-                sink.put(id, j, t, &buf).map_err(Error::Swap)?;
+            let copied = match self.slots[slot as usize].pages[j] {
+                None => Err(Error::OutOfBounds),
+                Some(g) => (0..self.geo.tensors).try_for_each(|t| {
+                    self.backend.read_page(self.geo.phys(t, g), &mut buf)?;
+                    sink.put(id, j, t, &buf).map_err(Error::Swap)
+                }),
+            };
+            if let Err(e) = copied {
+                sink.abandon(id);
+                return Err(e);
             }
         }
         let r = &self.requests[&id];
@@ -1771,4 +1798,21 @@ fn count_runs(taken: &[(usize, u32)]) -> usize {
         .enumerate()
         .filter(|&(i, &(j, g))| i == 0 || sorted[i - 1] != (j - 1, g.wrapping_sub(1)))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Config::geometry` prices each page group's record at
+    /// `GROUP_OVERHEAD` bytes; the record plus its share of the free set
+    /// (a `BTreeSet<u32>`: up to about 32 bytes a key) must fit in it.
+    #[test]
+    fn group_records_fit_their_budget() {
+        assert!(
+            std::mem::size_of::<Group>() + 32 <= crate::config::GROUP_OVERHEAD,
+            "Group is {} bytes",
+            std::mem::size_of::<Group>()
+        );
+    }
 }

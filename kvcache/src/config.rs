@@ -56,6 +56,10 @@ pub const MAX_BOOKKEEPING: usize = 4 << 30;
 /// record (48), its page vector's heap block and malloc header (16-32), and
 /// its node share in the free-slot `BTreeSet` (up to about 48).
 const SLOT_OVERHEAD: usize = 128;
+/// Bookkeeping bytes per page group of the pool: its record in the cache
+/// (`Group`, 80 bytes; a test in `cache.rs` keeps this in step) and its entry in
+/// the free-group set.
+pub(crate) const GROUP_OVERHEAD: usize = 112;
 
 impl Config {
     /// A Llama-3-8B-like shape (32 layers, 8 KV heads, head dim 128, bf16).
@@ -182,6 +186,14 @@ impl Config {
         }
         if groups > u32::MAX as usize / 2 {
             return Err(Error::Config("pool has too many pages"));
+        }
+        // Each page group of the pool has a record too: a 2 TiB pool of 4 KiB
+        // pages is 268 million groups, 21 GB of records, which passed the check
+        // above and aborted on the allocation (review finding, 2026-11-25).
+        if records.saturating_add(groups.saturating_mul(GROUP_OVERHEAD)) > MAX_BOOKKEEPING {
+            return Err(Error::Config(
+                "page bookkeeping over 4 GiB: use bigger pages or a smaller pool",
+            ));
         }
         Ok(Geometry {
             layout: self.layout,
@@ -313,6 +325,15 @@ mod tests {
         let mut many = Config::llama3_8b(100_000_000, 1, 64 << 10, 1 << 30);
         many.layers = 1;
         let e = many.geometry().unwrap_err().to_string();
+        assert!(e.contains("bookkeeping"), "{e}");
+        // A 2 TiB pool of 4 KiB pages: 268 million page groups, whose records
+        // alone are 21 GB (review finding: accepted, then the allocation
+        // aborted the process).
+        let mut pool = Config::llama3_8b(1, 1, 4096, 1 << 41);
+        pool.layers = 1;
+        pool.kv_heads = 1;
+        pool.head_dim = 2048;
+        let e = pool.geometry().unwrap_err().to_string();
         assert!(e.contains("bookkeeping"), "{e}");
     }
 }

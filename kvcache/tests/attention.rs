@@ -138,3 +138,36 @@ fn agree_when_shared(layout: Layout) {
     check_all_agree(&c, &ids);
     c.check_invariants();
 }
+
+/// A malformed page table from the caller is an error, not a panic (review
+/// finding, 2026-11-25): a last page holding more tokens than a page, a last
+/// page of 0 tokens, indptr out of order or past the indices.
+#[test]
+fn a_malformed_page_table_is_an_error() {
+    let mut c = cache(Layout::PerTensor);
+    let tokens: Vec<u32> = (0..40).collect();
+    let a = c.admit(&tokens).unwrap();
+    c.append(a.id, &tokens[a.cached_tokens..]).unwrap();
+    fill(&mut c, a.id, &tokens, 0);
+    let shape = Shape {
+        heads: HEADS,
+        kv_heads: KVH,
+        head_dim: D,
+    };
+    let q = vec![0.5f32; HEADS * D];
+    let good = c.page_table(&[a.id]).unwrap();
+    assert!(attend_paged(&c, &good, 0, 0, shape, &q).is_ok());
+    let per_page = c.geometry().tokens_per_page as i32;
+    let mut bad = good.clone();
+    bad.last_page_len[0] = per_page + 1;
+    assert!(attend_paged(&c, &bad, 0, 0, shape, &q).is_err());
+    let mut bad = good.clone();
+    bad.last_page_len[0] = 0;
+    assert!(attend_paged(&c, &bad, 0, 0, shape, &q).is_err());
+    let mut bad = good.clone();
+    bad.indptr = vec![0, bad.indices.len() as i32 + 3];
+    assert!(attend_paged(&c, &bad, 0, 0, shape, &q).is_err());
+    let mut bad = good.clone();
+    bad.indptr = vec![1, 0];
+    assert!(attend_paged(&c, &bad, 0, 0, shape, &q).is_err());
+}

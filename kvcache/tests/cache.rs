@@ -3,7 +3,7 @@
 use engram_kvcache::backend::Backend;
 use engram_kvcache::backend::host::HostBackend;
 use engram_kvcache::{
-    Admission, Config, Error, KvCache, Layout, MemSwap, RequestState, host_cache,
+    Admission, Config, Error, KvCache, Layout, MemSwap, RequestState, SwapSink, host_cache,
 };
 
 fn cfg(groups: usize) -> Config {
@@ -829,4 +829,46 @@ fn a_real_hash_collision_never_shares_kv() {
     let rv = c.admit(&v).unwrap();
     assert_eq!(rv.cached_tokens, 32, "only a's own block is a prefix of v");
     c.check_invariants();
+}
+
+/// A sink that stores into a `MemSwap` and fails after `left` pages.
+struct Failing {
+    store: MemSwap,
+    left: usize,
+}
+
+impl SwapSink for Failing {
+    fn put(&mut self, id: u64, page: usize, tensor: usize, data: &[u8]) -> Result<(), String> {
+        if self.left == 0 {
+            return Err("disk full".into());
+        }
+        self.left -= 1;
+        self.store.put(id, page, tensor, data)
+    }
+    fn abandon(&mut self, id: u64) {
+        self.store.abandon(id);
+    }
+}
+
+/// A swap-out whose sink fails part-way leaves the request live with its
+/// data, and the sink is told to drop the pages it stored (review finding,
+/// 2026-11-25: they stayed in the store for good).
+#[test]
+fn a_failed_swap_out_leaves_nothing_in_the_store() {
+    let mut c = cache(8);
+    let p = toks(5, 100);
+    let a = c.admit(&[]).unwrap();
+    c.append(a.id, &p).unwrap();
+    fill(&mut c, a.id, &p, 0);
+    let mut sink = Failing {
+        store: MemSwap::default(),
+        left: 3,
+    };
+    assert!(matches!(c.swap_out(a.id, &mut sink), Err(Error::Swap(_))));
+    assert!(sink.store.is_empty(), "{} pages left", sink.store.len());
+    assert!(matches!(
+        c.request_state(a.id).unwrap(),
+        RequestState::Live { .. }
+    ));
+    verify(&c, a.id, &p);
 }

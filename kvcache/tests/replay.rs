@@ -144,3 +144,31 @@ fn a_huge_claimed_prompt_is_clipped_before_it_is_built() {
     assert_eq!(p.len(), 4086);
     assert_eq!(p[..], trace::prompt_prefix(&reqs[0], 5000)[..4086]);
 }
+
+/// Options that would hang or overflow the replay, and a hand-built request
+/// with fewer block hashes than its prompt needs, are errors (review finding,
+/// 2026-11-25: max_batch 0 looped for ever, max_ctx 0 overflowed, the short
+/// request indexed past its hashes).
+#[test]
+fn bad_options_and_requests_are_errors() {
+    let reqs = requests();
+    let g = cfg().geometry().unwrap();
+    let pool = g.groups * g.page_size * g.tensors;
+    let mut st = StaticBaseline::new(pool, 4096, g.token_bytes * g.tensors);
+    let mut bad = opts();
+    bad.max_batch = 0;
+    let e = trace::replay(&mut st, &reqs, &bad, &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("max_batch"), "{e}");
+    let mut bad = opts();
+    bad.max_ctx = 0;
+    let e = trace::replay(&mut st, &reqs, &bad, &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("max_ctx"), "{e}");
+    let short = vec![trace::TraceRequest {
+        timestamp_ms: 0,
+        input_len: 10,
+        output_len: 5,
+        hash_ids: vec![],
+    }];
+    let e = trace::replay(&mut st, &short, &opts(), &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("hash_ids"), "{e}");
+}

@@ -138,14 +138,20 @@ impl HostBackend {
         let raw_len = reserve_len
             .checked_add(page_size - os::PAGE)
             .ok_or(BackendError::BadRange)?;
-        let raw = os::reserve(raw_len) as usize;
-        if raw == 0 {
-            let e = last_os_error("mmap(PROT_NONE)");
-            // SAFETY: `view` is our own mapping of `pool_len` bytes, used by nobody yet.
-            unsafe { os::unmap(view as *mut u8, pool_len) };
-            sys::close(fd);
-            return Err(e);
-        }
+        // The reservation's own errno: `os::reserve` puts the caller's back,
+        // so reading it afterwards reported "errno 0" (review finding).
+        let raw = match os::try_reserve(raw_len) {
+            Ok(p) => p as usize,
+            Err(errno) => {
+                // SAFETY: `view` is our own mapping of `pool_len` bytes, used by nobody yet.
+                unsafe { os::unmap(view as *mut u8, pool_len) };
+                sys::close(fd);
+                return Err(BackendError::Os {
+                    call: "mmap(PROT_NONE)",
+                    errno,
+                });
+            }
+        };
         let base = raw.next_multiple_of(page_size);
         Ok(Self {
             fd,

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::parse::{TraceRequest, prompt_prefix};
+use super::parse::{TRACE_BLOCK_TOKENS, TraceRequest, prompt_prefix};
 use crate::backend::Backend;
 use crate::cache::KvCache;
 use crate::error::Error;
@@ -178,6 +178,27 @@ pub fn replay(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ReplayReport, Error> {
     let trace = &trace[..opt.limit.min(trace.len())];
+    // Options and requests that would hang the loop or panic on the way
+    // (review finding, 2026-11-25: max_batch 0 admitted nothing and looped
+    // for ever, max_ctx 0 overflowed, a hand-built request with fewer block
+    // hashes than its prompt needs indexed past them).
+    if opt.max_batch == 0 {
+        return Err(Error::Config("replay: max_batch must be at least 1"));
+    }
+    if opt.max_ctx < 2 {
+        return Err(Error::Config(
+            "replay: max_ctx must be at least 2 (a prompt token and an output token)",
+        ));
+    }
+    if let Some(i) = trace
+        .iter()
+        .position(|r| r.hash_ids.len() < r.input_len.div_ceil(TRACE_BLOCK_TOKENS))
+    {
+        return Err(Error::Trace {
+            line: i + 1,
+            what: "fewer hash_ids than input blocks",
+        });
+    }
     let total = trace.len();
     let start = Instant::now();
     let mut waiting: VecDeque<usize> = VecDeque::new();

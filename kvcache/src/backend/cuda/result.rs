@@ -165,9 +165,18 @@ pub(crate) unsafe fn mem_map(
         flags: sys::CUmemAccess_flags::CU_MEM_ACCESS_FLAGS_PROT_READWRITE,
     };
     // SAFETY: the range was just mapped; `desc` is one valid descriptor.
-    check("cuMemSetAccess", unsafe {
+    let access = check("cuMemSetAccess", unsafe {
         drv::cuMemSetAccess(p, len, &desc, 1)
-    })
+    });
+    if access.is_err() {
+        // Leave the range as it was, unmapped: the caller records it as not
+        // mapped, and a mapping left behind would make the next map of this
+        // address fail and be skipped at drop (review suspicion, 2026-11-25;
+        // not reproducible without a GPU).
+        // SAFETY: mapped just above by us; no kernel can use it yet (no access).
+        let _ = unsafe { drv::cuMemUnmap(p, len) };
+    }
+    access
 }
 
 /// Unmap `[p, p+len)`.
