@@ -3,11 +3,13 @@
  * real (RSS drops), mallinfo2/mallinfo report real
  * figures, mallopt refuses honestly. Exit 0 on success, 1 with a message otherwise. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static long rss_kib(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -99,8 +101,53 @@ static int libc_names(void) {
     return 0;
 }
 
+/* malloc_stats and malloc_info report engram's heap (left to glibc they
+ * reported glibc's own, unused arena: in use 0 whatever the program held). */
+static int stats_and_info(void) {
+    enum { N = 1000 };
+    static void *held[N];
+    for (int i = 0; i < N; i++) {
+        held[i] = malloc(1000);
+        if (!held[i]) return fail("malloc failed");
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (!mem) return fail("open_memstream");
+    if (malloc_info(0, mem) != 0) return fail("malloc_info(0) failed");
+    fclose(mem);
+    const char *inuse = buf ? strstr(buf, "<total type=\"inuse\" size=\"") : NULL;
+    if (!inuse || !strstr(buf, "<malloc version=\"engram-1\">") || !strstr(buf, "</malloc>"))
+        return fail("malloc_info: not engram's XML");
+    if (strtoull(inuse + strlen("<total type=\"inuse\" size=\""), NULL, 10) < (unsigned long long)N * 1000)
+        return fail("malloc_info: in-use size below what the program holds");
+    free(buf);
+    if (malloc_info(1, stdout) != -1 || errno != EINVAL) return fail("malloc_info(1) accepted");
+    /* malloc_stats writes to stderr: catch it in a file. */
+    FILE *tmp = tmpfile();
+    if (!tmp) return fail("tmpfile");
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(tmp), 2);
+    malloc_stats();
+    dup2(saved, 2);
+    close(saved);
+    char text[1024] = {0};
+    rewind(tmp);
+    size_t got = fread(text, 1, sizeof text - 1, tmp);
+    fclose(tmp);
+    char *row = got ? strstr(text, "Total (incl. mmap):\nsystem bytes     = ") : NULL;
+    if (!strstr(text, "Arena 0 (engram slabs):") || !row) return fail("malloc_stats: not engram's figures");
+    char *used = strstr(row, "in use bytes     = ");
+    if (!used || strtoull(used + strlen("in use bytes     = "), NULL, 10) < (unsigned long long)N * 1000)
+        return fail("malloc_stats: in use below what the program holds");
+    for (int i = 0; i < N; i++) free(held[i]);
+    return 0;
+}
+
 int main(void) {
     if (libc_names()) return 1;
+    if (stats_and_info()) return 1;
     enum { N = 200000, SIZE = 512 };
     static void *blocks[N];
     struct mallinfo2 before = mallinfo2();

@@ -326,6 +326,85 @@ pub unsafe extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
     unsafe { pvalloc(size) }
 }
 
+/// Write `bytes` to stdio stream `fp`; false if it took fewer.
+///
+/// # Safety
+/// `fp` is a valid `FILE *` open for writing.
+unsafe fn put(fp: *mut libc::FILE, bytes: &[u8]) -> bool {
+    // SAFETY: caller contract; `bytes` is a live slice.
+    unsafe { libc::fwrite(bytes.as_ptr().cast(), 1, bytes.len(), fp) == bytes.len() }
+}
+
+/// glibc's malloc_stats: the allocator's figures on stderr, one per line, in
+/// glibc's layout (the slabs as its arena 0, large blocks as its mmapped
+/// chunks). Left to glibc it printed glibc's own, unused heap (review
+/// finding, 2026-11-25).
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_stats() {
+    let m = mallinfo2();
+    let s = raw::stats();
+    let row = |label: &[u8], v: usize| {
+        let mut l = engram_alloc::fault::Line::new();
+        l.push(label).push(b" = ").dec(v as u64).push(b"\n");
+        engram_alloc::os::write_all_no_sigpipe(2, l.as_bytes());
+    };
+    engram_alloc::os::write_all_no_sigpipe(2, b"Arena 0 (engram slabs):\n");
+    row(b"system bytes    ", m.arena);
+    row(b"in use bytes    ", m.uordblks);
+    engram_alloc::os::write_all_no_sigpipe(2, b"Total (incl. mmap):\n");
+    row(b"system bytes    ", m.arena + m.hblkhd);
+    row(b"in use bytes    ", m.uordblks + m.hblkhd);
+    row(b"mmap regions    ", m.hblks);
+    row(b"mmap bytes      ", m.hblkhd);
+    row(b"peak in use     ", s.peak_bytes);
+}
+
+/// glibc's malloc_info: the same figures as XML on `fp` (`options` must be
+/// 0). 0 on success, -1 with EINVAL for other options.
+///
+/// # Safety
+/// `fp` is a valid `FILE *` open for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int {
+    if options != 0 || fp.is_null() {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    let m = mallinfo2();
+    // One element per line, each well under the line buffer's 256 bytes.
+    let elem = |open: &[u8], a: &[u8], v: usize, b: Option<(&[u8], usize)>| {
+        let mut l = engram_alloc::fault::Line::new();
+        l.push(open).push(a).push(b"=\"").dec(v as u64).push(b"\"");
+        if let Some((name, w)) = b {
+            l.push(b" ").push(name).push(b"=\"").dec(w as u64).push(b"\"");
+        }
+        l.push(b"/>\n");
+        l
+    };
+    let lines = [
+        elem(b"<system type=\"current\" ", b"size", m.arena, None),
+        elem(b"<total type=\"inuse\" ", b"size", m.uordblks, None),
+        elem(b"<total type=\"mmap\" ", b"count", m.hblks, Some((b"size", m.hblkhd))),
+        elem(b"<system type=\"current\" ", b"size", m.arena + m.hblkhd, None),
+    ];
+    let parts: [&[u8]; 7] = [
+        b"<malloc version=\"engram-1\">\n<heap nr=\"0\">\n",
+        lines[0].as_bytes(),
+        lines[1].as_bytes(),
+        b"</heap>\n",
+        lines[2].as_bytes(),
+        lines[3].as_bytes(),
+        b"</malloc>\n",
+    ];
+    for part in parts {
+        // SAFETY: caller contract: `fp` is a writable stream.
+        if !unsafe { put(fp, part) } {
+            return -1;
+        }
+    }
+    0
+}
+
 /// glibc tuning knobs do not apply to this allocator: every parameter is refused
 /// (returns 0, glibc's "error"), so a program can tell nothing was changed.
 /// Tuning goes through `ENGRAM_MALLOC`.
