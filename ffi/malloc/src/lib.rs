@@ -376,7 +376,11 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_i
         let mut l = engram_alloc::fault::Line::new();
         l.push(open).push(a).push(b"=\"").dec(v as u64).push(b"\"");
         if let Some((name, w)) = b {
-            l.push(b" ").push(name).push(b"=\"").dec(w as u64).push(b"\"");
+            l.push(b" ")
+                .push(name)
+                .push(b"=\"")
+                .dec(w as u64)
+                .push(b"\"");
         }
         l.push(b"/>\n");
         l
@@ -384,8 +388,18 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_i
     let lines = [
         elem(b"<system type=\"current\" ", b"size", m.arena, None),
         elem(b"<total type=\"inuse\" ", b"size", m.uordblks, None),
-        elem(b"<total type=\"mmap\" ", b"count", m.hblks, Some((b"size", m.hblkhd))),
-        elem(b"<system type=\"current\" ", b"size", m.arena + m.hblkhd, None),
+        elem(
+            b"<total type=\"mmap\" ",
+            b"count",
+            m.hblks,
+            Some((b"size", m.hblkhd)),
+        ),
+        elem(
+            b"<system type=\"current\" ",
+            b"size",
+            m.arena + m.hblkhd,
+            None,
+        ),
     ];
     let parts: [&[u8]; 7] = [
         b"<malloc version=\"engram-1\">\n<heap nr=\"0\">\n",
