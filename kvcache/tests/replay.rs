@@ -163,6 +163,12 @@ fn bad_options_and_requests_are_errors() {
     bad.max_ctx = 0;
     let e = trace::replay(&mut st, &reqs, &bad, &mut |_, _| {}).unwrap_err();
     assert!(e.to_string().contains("max_ctx"), "{e}");
+    // A context of one token is legal: every prompt is clipped away and each
+    // request produces its one output token.
+    let mut one = opts();
+    one.max_ctx = 1;
+    let r = trace::replay(&mut st, &reqs, &one, &mut |_, _| {}).unwrap();
+    assert_eq!(r.done + r.dropped, reqs.len());
     let short = vec![trace::TraceRequest {
         timestamp_ms: 0,
         input_len: 10,

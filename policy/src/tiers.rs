@@ -159,6 +159,17 @@ pub fn simulate_tiers(
         let write = req.op == Op::Write;
         let mut found = tiers.iter().position(|t| t.contains(req.id));
         let first = found;
+        // A write to an object a slower tier holds lands there (write-
+        // allocate) before the faster tiers are offered it: dirty with its new
+        // size from here on, so if their demotions cascade it out of the
+        // managed tiers it is written back, once, with the new value (review
+        // findings: the write was lost; then, when it was dirty already, written
+        // back twice). Tier 0's own hit is decided first thing below, so a
+        // write there is marked at the end, as `simulate` does.
+        let premarked = write && first.is_some_and(|k| k > 0);
+        if premarked {
+            dirty.insert(req.id, req.size);
+        }
         // The tier holding it still serves it: false once its policy says the
         // access was not a hit (under a byte budget, an object grown past what
         // its tier keeps is demoted and its new value served from backing).
@@ -196,6 +207,13 @@ pub fn simulate_tiers(
                         tiers[k].remove(req.id);
                     }
                     placed = Some(j);
+                    // The write lands here (write-allocate): dirty with its
+                    // new size before the demotions below, so if their cascade
+                    // pushes it out of the managed tiers it is written back,
+                    // once, with the new value.
+                    if write {
+                        dirty.insert(req.id, req.size);
+                    }
                 }
                 demote(
                     tiers, costs, backing, j, &evicted, &meta, &mut dirty, &mut r,
@@ -244,21 +262,26 @@ pub fn simulate_tiers(
             r.backing_hits += 1;
             ns = backing.access(bytes, write);
         }
-        let resident = tiers.iter().any(|t| t.contains(req.id));
-        let written_back = r.writebacks;
-        if write && resident {
-            dirty.insert(req.id, req.size);
-        } else if write && (served || placed.is_some()) {
-            // Written into a managed tier (the one that served it or the one
-            // that took it), then pushed out of the managed tiers by a cascade
-            // of demotions this same request set off (under byte budgets): the
-            // new value is written back like any dirty object that leaves
-            // (review finding: the write was priced as a tier hit and then
-            // lost, never written back).
-            r.writebacks += 1;
-            r.bytes_written_back += bytes;
-            r.background_ns += backing.write(bytes);
-            dirty.remove(&req.id);
+        let holder = tiers.iter().position(|t| t.contains(req.id));
+        if write {
+            // Write-allocate: the request pays the write into the tier that
+            // holds the object now (under a byte budget one that grew past
+            // tier 0 may have been demoted into tier 1: it was priced as an
+            // SSD write and then written back again from tier 1, review
+            // finding), or into the tier that took it before this request's
+            // own cascade pushed it out of the managed tiers (that cascade
+            // wrote it back: it was made dirty on admission; review finding:
+            // the write was lost), or, if no tier took it (a miss, or a hit
+            // its tier refused because it grew), into the backing tier, as
+            // `simulate` prices it.
+            ns = match (holder, placed.or(first.filter(|_| premarked))) {
+                (Some(m), _) => {
+                    dirty.insert(req.id, req.size);
+                    costs[m].write(bytes)
+                }
+                (None, Some(landed)) => costs[landed].write(bytes),
+                (None, None) => backing.write(bytes),
+            };
         } else if served && let Some(size) = dirty.get_mut(&req.id) {
             // A read that changed the size: the resident copy's new size.
             *size = req.size;
@@ -279,11 +302,8 @@ pub fn simulate_tiers(
                 "a dirty object left the managed tiers without a write-back"
             );
             assert!(
-                !write
-                    || !(served || placed.is_some())
-                    || dirty.contains_key(&req.id)
-                    || r.writebacks > written_back,
-                "a write taken by a managed tier is neither resident there nor written back"
+                !write || holder.is_none() || dirty.get(&req.id) == Some(&req.size),
+                "a write resident in a managed tier is not dirty with its size"
             );
         }
     }
@@ -501,6 +521,47 @@ mod tests {
                 resident || r.writebacks >= 1,
                 "{}: the write to object 1 was lost",
                 k.name()
+            );
+            // Object 1 dirty already (written at t=2 too): still one
+            // write-back when it leaves, not one for the old value and one
+            // for the new (review finding on the first fix).
+            let mut twice = reqs.clone();
+            twice[2].op = Op::Write;
+            let mut tiers = vec![
+                k.build_bytes(5347, 60).unwrap(),
+                k.build_bytes(3583, 60).unwrap(),
+            ];
+            let r2 = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &twice, true);
+            assert_eq!(r2.writebacks, r.writebacks, "{}", k.name());
+        }
+    }
+
+    /// A write that grows its object past tier 0's byte budget: tier 0
+    /// demotes it into tier 1, which keeps it dirty; the request pays the
+    /// write into tier 1, where it lives (review finding: it paid an SSD
+    /// write and was then written back from tier 1 again).
+    #[test]
+    fn a_grown_write_is_priced_where_it_lands() {
+        let w = |t, id, size| Request {
+            op: Op::Write,
+            ..Request::read(t, id, size)
+        };
+        let mut reqs = vec![w(0, 1, 500), w(1, 1, 2000)];
+        crate::types::annotate_next_access(&mut reqs);
+        let costs = [TierCost::DEVICE, TierCost::DRAM];
+        for k in [PolicyKind::Lru, PolicyKind::S3Fifo] {
+            let mut tiers = vec![
+                k.build_bytes(1000, 60).unwrap(),
+                k.build_bytes(100_000, 60).unwrap(),
+            ];
+            let r = simulate_tiers(&mut tiers, &costs, &TierCost::SSD, &reqs, true);
+            assert!(tiers[1].contains(1), "{}", k.name());
+            let want = (TierCost::DEVICE.write(500) + TierCost::DRAM.write(2000)) / 2.0;
+            assert!(
+                (r.mean_latency_ns - want).abs() < 1e-6,
+                "{}: {} ns, want {want}",
+                k.name(),
+                r.mean_latency_ns
             );
         }
     }

@@ -185,10 +185,8 @@ pub fn replay(
     if opt.max_batch == 0 {
         return Err(Error::Config("replay: max_batch must be at least 1"));
     }
-    if opt.max_ctx < 2 {
-        return Err(Error::Config(
-            "replay: max_ctx must be at least 2 (a prompt token and an output token)",
-        ));
+    if opt.max_ctx == 0 {
+        return Err(Error::Config("replay: max_ctx must be at least 1"));
     }
     if let Some(i) = trace
         .iter()
