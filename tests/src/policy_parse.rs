@@ -2,7 +2,7 @@
 //! operations on a cache [`Policy`].
 //!
 //! The fuzz target `fuzz/fuzz_targets/policy_traces.rs` and the seed replay test
-//! (`tests/tests/fuzz_seeds.rs`) call [`run`], which does both:
+//! (`tests/tests/fuzz_seeds.rs`) call [`run`], which does all three:
 //!
 //! - [`parse_all`]: format detection on the first line under every known file
 //!   name, then each parser (and `trace::parse` for every [`Format`]) on the
@@ -12,6 +12,8 @@
 //!   memory) and never a panic. Readers that expand one line into many requests
 //!   (ARC extents up to 2^24 blocks, CacheLib `op_count` up to 10^6) only see
 //!   the first lines ([`EXPANDING_LINES`]) so one input stays within memory.
+//! - [`parse_size`]: the first line as an `engram sim --size` (`CacheSize`):
+//!   an error, or capacities within 1 ..= the trace's unique objects (bytes).
 //! - [`run_policy`]: a small interpreter driving one [`Policy`] with accesses,
 //!   removes and resizes, over an object capacity or a byte budget
 //!   (`ByteBudget`); after each op the cache holds at most `capacity` objects
@@ -66,10 +68,45 @@ const NAMES: [&str; 9] = [
     "",
 ];
 
-/// Feed `data` to the trace readers and to the policy interpreter.
+/// Feed `data` to the trace readers, the cache-size parser and the policy
+/// interpreter.
 pub fn run(data: &[u8]) {
     parse_all(data);
+    parse_size(data);
     run_policy(data);
+}
+
+/// The first line of `data` as a cache size (`engram sim --size`): an error,
+/// or a size that gives every trace a capacity of 1 ..= its unique objects
+/// and a byte budget of 1 ..= its unique bytes (none for an object size).
+pub fn parse_size(data: &[u8]) {
+    let line = first_lines(data, 1);
+    let Ok(text) = std::str::from_utf8(line) else {
+        return;
+    };
+    let Ok(size) = engram_policy::CacheSize::parse(text.trim_end_matches('\n')) else {
+        return;
+    };
+    for (unique, bytes) in [
+        (1usize, 1u64),
+        (100, 51_200),
+        (48_974, 2_029_790_208),
+        (usize::MAX / 2, u64::MAX),
+    ] {
+        let n = size.objects(unique, bytes);
+        assert!(
+            (1..=unique).contains(&n),
+            "{text:?}: {n} objects of {unique}"
+        );
+        match (size, size.bytes(bytes)) {
+            (
+                engram_policy::CacheSize::Objects(_) | engram_policy::CacheSize::FractionObjects(_),
+                None,
+            ) => {}
+            (_, Some(b)) => assert!((1..=bytes).contains(&b), "{text:?}: {b} bytes of {bytes}"),
+            (s, b) => panic!("{text:?}: {s:?} gave a byte budget {b:?}"),
+        }
+    }
 }
 
 /// The first `n` lines of `data` (with their newlines).
