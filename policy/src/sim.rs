@@ -1,9 +1,11 @@
 //! The trace simulator: replay requests through a [`Policy`] and price each
 //! one with the [`CostModel`].
 //!
-//! Per request: a hit costs a fast-tier access; a miss costs a backing-tier
-//! access, plus a fast-tier write when the policy admits the object (the
-//! promotion, counted in `bytes_migrated`). Deletes call
+//! Per request ([`CostModel::miss`]): a hit costs a fast-tier access; a read
+//! miss costs a backing-tier read, plus a fast-tier write when the policy
+//! admits the object (the promotion, counted in `bytes_migrated`); a write
+//! miss costs the fast-tier write when admitted (write-allocate) and the
+//! backing-tier write when not. Deletes call
 //! [`Policy::remove`] and are not lookups. Writes make the resident copy
 //! dirty (write-back caching): evicting a dirty object writes it back to the
 //! backing tier, counted as `writebacks` / `bytes_written_back` and priced in
