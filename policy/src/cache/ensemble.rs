@@ -160,7 +160,7 @@ impl Experts {
     }
 }
 
-/// The selection agent over [`EXPERTS`] shadow policies (module docs).
+/// The selection agent over its three shadow policies, `EXPERTS` (module docs).
 ///
 /// Invariants (`check_invariants`): each resident id is on exactly one list,
 /// `by_mask[m]`, where bit `j` of `m` says whether expert `j` holds it, and
