@@ -24,8 +24,9 @@
 //! 20.24 / 25.23; both, 4 buckets 20.57 / 24.71; both, 8 buckets (factors
 //! of 2) 19.74 / 24.75. Mooncake synthetic moved by at most 0.03 points;
 //! OLTP and conversation, of one size, not at all. The value stays a
-//! probability per object, not per byte: no policy here weighs size when
-//! it demotes (policy/README.md, "Not done").
+//! probability per object, not per byte; given costs, the agents weigh it
+//! by what a hit saves for the object's size bucket (Actions, below), a
+//! latency weight, not a value per byte (policy/README.md, "Not done").
 //!
 //! # Actions
 //! - migration agent: on a miss with a full tier, sample `K = 8` resident
