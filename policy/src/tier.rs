@@ -124,6 +124,17 @@ impl CostModel {
             (false, false) => self.backing.read(bytes),
         }
     }
+    /// What admitting a missed object adds to its request's latency over
+    /// leaving it in the backing tier: for a read the copy into the fast
+    /// tier; for a write the fast-tier write less the backing write it
+    /// replaces (negative under the default costs: admitting saves).
+    pub fn admission_extra(&self, bytes: u64, write: bool) -> f64 {
+        self.miss(bytes, write, true) - self.miss(bytes, write, false)
+    }
+    /// What a later read hit on an object of `bytes` saves over a read miss.
+    pub fn hit_saving(&self, bytes: u64) -> f64 {
+        self.miss(bytes, false, false) - self.hit(bytes, false)
+    }
 }
 
 #[cfg(test)]

@@ -179,12 +179,14 @@ pub fn simulate_tiers(
         let above = match found {
             Some(k) => {
                 r.hits[k] += 1;
-                ns = costs[k].access(bytes, write);
+                // A read's price; a write's is set at the end, once it is
+                // known which tier holds the object.
+                ns = costs[k].read(bytes);
                 k
             }
             None => {
                 r.backing_hits += 1;
-                ns = backing.access(bytes, write);
+                ns = backing.read(bytes);
                 n
             }
         };
@@ -234,14 +236,8 @@ pub fn simulate_tiers(
                 r.from_backing += u64::from(found.is_none());
                 r.promotions += 1;
                 r.promoted_bytes += bytes;
-                // Write-allocate (as `CostModel::miss`): a write's new value
-                // goes straight into the tier that takes it; a read is copied
-                // up after the tier that served it.
-                if write {
-                    ns = costs[j].write(bytes);
-                } else {
-                    ns += costs[j].write(bytes);
-                }
+                // A read is copied up after the tier that served it.
+                ns += costs[j].write(bytes);
             }
             (None, Some(k)) if k > 0 => {
                 // Nobody above took it: the serving tier sees the access.
@@ -260,7 +256,7 @@ pub fn simulate_tiers(
             // as one): served from the backing tier, as `simulate` counts it.
             r.hits[k] -= 1;
             r.backing_hits += 1;
-            ns = backing.access(bytes, write);
+            ns = backing.read(bytes);
         }
         let holder = tiers.iter().position(|t| t.contains(req.id));
         if write {

@@ -101,6 +101,17 @@ pub fn shifting_hot_set(
     )
 }
 
+/// The same requests, every one a write (tests of write placement).
+#[cfg(test)]
+pub(crate) fn as_writes(t: &[Request]) -> Vec<Request> {
+    t.iter()
+        .map(|r| Request {
+            op: crate::types::Op::Write,
+            ..*r
+        })
+        .collect()
+}
+
 /// A Zipf(0.9) hot set of `hot` ids interleaved with one-pass sequential
 /// scans: with probability `p_scan` a request starts or continues a scan of
 /// `scan_len` never-repeated ids.

@@ -228,7 +228,11 @@ pub struct Mallinfo {
 /// `keepcost` is the cached large mappings malloc_trim would release.
 #[unsafe(no_mangle)]
 pub extern "C" fn mallinfo2() -> Mallinfo2 {
-    let s = raw::stats();
+    mallinfo2_of(&raw::stats())
+}
+
+/// [`mallinfo2`]'s figures from one reading of the counters.
+fn mallinfo2_of(s: &engram_alloc::Stats) -> Mallinfo2 {
     let slab_in_use = s.in_use_bytes.saturating_sub(s.large_bytes);
     let arena = s.committed_bytes.max(slab_in_use);
     Mallinfo2 {
@@ -341,8 +345,8 @@ unsafe fn put(fp: *mut libc::FILE, bytes: &[u8]) -> bool {
 /// finding, 2026-11-25).
 #[unsafe(no_mangle)]
 pub extern "C" fn malloc_stats() {
-    let m = mallinfo2();
     let s = raw::stats();
+    let m = mallinfo2_of(&s);
     let row = |label: &[u8], v: usize| {
         let mut l = engram_alloc::fault::Line::new();
         l.push(label).push(b" = ").dec(v as u64).push(b"\n");
@@ -371,34 +375,31 @@ pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_i
         return -1;
     }
     let m = mallinfo2();
-    // One element per line, each well under the line buffer's 256 bytes.
-    let elem = |open: &[u8], a: &[u8], v: usize, b: Option<(&[u8], usize)>| {
+    // One element per line, each well under the line buffer's 256 bytes:
+    // `<open` then ` name="value"` for each attribute.
+    let elem = |open: &[u8], attrs: &[(&[u8], usize)]| {
         let mut l = engram_alloc::fault::Line::new();
-        l.push(open).push(a).push(b"=\"").dec(v as u64).push(b"\"");
-        if let Some((name, w)) = b {
+        l.push(open);
+        for &(name, v) in attrs {
             l.push(b" ")
                 .push(name)
                 .push(b"=\"")
-                .dec(w as u64)
+                .dec(v as u64)
                 .push(b"\"");
         }
         l.push(b"/>\n");
         l
     };
     let lines = [
-        elem(b"<system type=\"current\" ", b"size", m.arena, None),
-        elem(b"<total type=\"inuse\" ", b"size", m.uordblks, None),
+        elem(b"<system type=\"current\"", &[(b"size", m.arena)]),
+        elem(b"<total type=\"inuse\"", &[(b"size", m.uordblks)]),
         elem(
-            b"<total type=\"mmap\" ",
-            b"count",
-            m.hblks,
-            Some((b"size", m.hblkhd)),
+            b"<total type=\"mmap\"",
+            &[(b"count", m.hblks), (b"size", m.hblkhd)],
         ),
         elem(
-            b"<system type=\"current\" ",
-            b"size",
-            m.arena + m.hblkhd,
-            None,
+            b"<system type=\"current\"",
+            &[(b"size", m.arena + m.hblkhd)],
         ),
     ];
     let parts: [&[u8]; 7] = [

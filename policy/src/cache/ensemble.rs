@@ -262,7 +262,7 @@ impl Ensemble {
             return false;
         }
         let bytes = u64::from(req.size);
-        let gain = self.cost.miss(bytes, true, false) - self.cost.miss(bytes, true, true);
+        let gain = -self.cost.admission_extra(bytes, true);
         if gain <= 0.0 {
             return false;
         }
@@ -271,8 +271,7 @@ impl Ensemble {
             .reuse
             .reuse_probability(victim)
             .map_or(1.0, f64::from);
-        let saving = self.cost.miss(bytes, false, false) - self.cost.hit(bytes, false);
-        gain >= p * saving
+        gain >= p * self.cost.hit_saving(bytes)
     }
 
     /// Whether admitting `req`'s object is expected to save more than it
@@ -284,16 +283,14 @@ impl Ensemble {
     /// not trust the object's state yet.
     fn pays_its_write(&self, req: &Request) -> bool {
         let bytes = u64::from(req.size);
-        let write = req.op == Op::Write;
-        let extra = self.cost.miss(bytes, write, true) - self.cost.miss(bytes, write, false);
+        let extra = self.cost.admission_extra(bytes, req.op == Op::Write);
         if extra <= 0.0 {
             return true;
         }
         let Some(p) = self.experts.reuse.reuse_probability(req.id) else {
             return true;
         };
-        let saving = self.cost.miss(bytes, false, false) - self.cost.hit(bytes, false);
-        f64::from(p) * saving >= extra
+        f64::from(p) * self.cost.hit_saving(bytes) >= extra
     }
 
     /// A miss or hit of `req`; `priced`: run the cost test on a miss;
@@ -636,13 +633,7 @@ mod tests {
     #[test]
     fn every_write_miss_is_absorbed() {
         let reads = workload::scan_hot(500, 0.5, 2000, 60_000, 3);
-        let writes: Vec<Request> = reads
-            .iter()
-            .map(|r| Request {
-                op: Op::Write,
-                ..*r
-            })
-            .collect();
+        let writes = workload::as_writes(&reads);
         let cost = CostModel::default();
         let r = simulate(&mut Ensemble::new(400, 1), &reads, &cost, 0, true);
         assert!(

@@ -104,6 +104,12 @@ const SIZE_B: usize = 4;
 const KIND_B: usize = 2 * SIZE_B;
 const STATES: usize = KIND_B * COUNT_B * AGE_B * GAP_B;
 
+/// The size bucket of the access kind in `state` (the kind is its leading
+/// component, see `Reuse::state`).
+fn size_bucket(state: u16) -> usize {
+    (usize::from(state) / (COUNT_B * AGE_B * GAP_B)) % SIZE_B
+}
+
 /// The access kind (module docs) of `size` bytes: `size bucket + SIZE_B` for a
 /// write.
 fn kind(size: u32, write: bool) -> u8 {
@@ -584,9 +590,7 @@ impl Reuse {
     fn saving(&self, state: u16) -> f32 {
         const REP: [u64; SIZE_B] = [1 << 10, 4 << 10, 16 << 10, 64 << 10];
         let Some(c) = self.cost else { return 1.0 };
-        let kind = usize::from(state) / (COUNT_B * AGE_B * GAP_B);
-        let bytes = REP[kind % SIZE_B];
-        (c.miss(bytes, false, false) - c.hit(bytes, false)) as f32
+        c.hit_saving(REP[size_bucket(state)]) as f32
     }
 
     /// Value `a` of state `sa` against value `b` of state `sb`, each weighed
@@ -595,8 +599,7 @@ impl Reuse {
     /// can then turn an order into a tie: a trace of one size decides as it
     /// does without costs).
     fn worth(&self, a: f32, sa: u16, b: f32, sb: u16) -> std::cmp::Ordering {
-        let bucket = |s: u16| (usize::from(s) / (COUNT_B * AGE_B * GAP_B)) % SIZE_B;
-        let (a, b) = if self.cost.is_none() || bucket(sa) == bucket(sb) {
+        let (a, b) = if self.cost.is_none() || size_bucket(sa) == size_bucket(sb) {
             (a, b)
         } else {
             (a * self.saving(sa), b * self.saving(sb))
@@ -724,7 +727,7 @@ impl Reuse {
             && req.op == Op::Write
             && self
                 .cost
-                .is_some_and(|c| c.miss(bytes, true, true) < c.miss(bytes, true, false))
+                .is_some_and(|c| c.admission_extra(bytes, true) < 0.0)
     }
 
     /// Bytes of model state (the table), for the size budget.
@@ -842,13 +845,7 @@ mod tests {
     #[test]
     fn with_costs_every_write_miss_is_absorbed() {
         let reads = workload::scan_hot(2000, 0.002, 400, 100_000, 9);
-        let writes: Vec<Request> = reads
-            .iter()
-            .map(|r| Request {
-                op: Op::Write,
-                ..*r
-            })
-            .collect();
+        let writes = workload::as_writes(&reads);
         let cost = CostModel::default();
         let r = simulate(&mut Reuse::new(500, 1), &reads, &cost, 0, true);
         assert!(
