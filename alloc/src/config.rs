@@ -17,12 +17,23 @@ pub const QUARANTINE_MAX: usize = 256;
 /// Hard upper bound of arenas per size class (each owns an equal share of the
 /// class region).
 pub const MAX_ARENAS: usize = 8;
+/// Default for [`Config::guard_slabs`]: 8192 guarded slabs are 16k kernel
+/// mappings (a quarter of the default `vm.max_map_count` of 65,530) and at
+/// least 8 GiB of small-block heap (slabs are 1 MiB or more). Large blocks take
+/// at most 32k more (`large::GUARDED_MAX`), which leaves the program itself
+/// about 16k for its own libraries, thread stacks and mmaps.
+pub const GUARD_SLABS_DEFAULT: usize = 8192;
 
 /// The allocator's switches. Read once at init, never changed afterwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// A guard page after every slab and after every large block.
     pub guard: bool,
+    /// Most slabs committed with a guard page after them. Each costs two kernel
+    /// mappings; later slabs are committed together with their guard page, so
+    /// that consecutive ones share one mapping and the heap can keep growing
+    /// under `vm.max_map_count` (canaries still catch overflows between them).
+    pub guard_slabs: usize,
     /// Freed slots held back per thread before reuse; 0 = off.
     pub quarantine: usize,
     /// Zero on free and check a reused slot is still zero.
@@ -60,6 +71,7 @@ impl Config {
     /// Secure defaults.
     pub const DEFAULT: Config = Config {
         guard: true,
+        guard_slabs: GUARD_SLABS_DEFAULT,
         quarantine: 64,
         zero: true,
         canary: true,
@@ -85,6 +97,7 @@ impl Config {
             };
             match key {
                 b"guard" => c.guard = val != 0,
+                b"guard_slabs" => c.guard_slabs = val.min(1 << 30) as usize,
                 b"quarantine" => c.quarantine = val.min(QUARANTINE_MAX as u64) as usize,
                 b"zero" => c.zero = val != 0,
                 b"canary" => c.canary = val != 0,
@@ -152,9 +165,10 @@ mod tests {
     #[test]
     fn parses_every_key() {
         let c = Config::parse(
-            b"guard=0,quarantine=10,zero=0,canary=0,random=0,tcache=8,decommit=5,arenas=3,large_cache=2M,thp=0,stats_fd=7",
+            b"guard=0,guard_slabs=12,quarantine=10,zero=0,canary=0,random=0,tcache=8,decommit=5,arenas=3,large_cache=2M,thp=0,stats_fd=7",
         );
         assert!(!c.guard && !c.zero && !c.canary && !c.random);
+        assert_eq!(c.guard_slabs, 12);
         assert_eq!(c.quarantine, 10);
         assert_eq!(c.tcache, 8);
         assert_eq!(c.decommit, 5);

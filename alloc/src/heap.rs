@@ -1090,6 +1090,11 @@ fn slabs_view(gm: &Geom, a: usize) -> (u32, Slabs<'static>) {
     (first32, view)
 }
 
+/// Slabs committed with a guard page after them, all classes together (see
+/// `Config::guard_slabs`). Slabs are never uncommitted (an empty one drops its
+/// pages with MADV_DONTNEED and keeps its protection), so this only grows.
+static GUARDED_SLABS: AtomicUsize = AtomicUsize::new(0);
+
 /// Claim up to `out.len()` slots of class `c`, from arena `a` or, when its share
 /// of the region is full (or the OS refused to commit), from the next arena that
 /// has any. Claimed slab indices are class-region indices.
@@ -1117,10 +1122,26 @@ fn claim_in(c: usize, a: usize, out: &mut [Claimed], rng: u64) -> usize {
         }
         let idx = (first + rel) as usize;
         let start = (gl.base + (c << gl.rshift) + (idx << gm.shift)) as *mut u8;
-        // SAFETY: slab `idx` lies inside the class region we reserved (the view
-        // ends at `max_slabs`) and is not yet committed.
-        if !unsafe { os::commit(start, gm.slab_bytes as usize) } {
+        // Past the budget of guarded slabs the guard page is committed with its
+        // slab: the slab then merges with the unguarded one before it into one
+        // kernel mapping, where a guarded slab costs two. No slot lies in that
+        // page (`locate` calls a pointer into it invalid). Two threads may both
+        // pass the check at the budget's edge: the budget is a bound on mappings,
+        // and one slab over it is harmless.
+        let guarded = gl.cfg.guard && GUARDED_SLABS.load(Ordering::Relaxed) < gl.cfg.guard_slabs;
+        let len = if guarded {
+            gm.slab_bytes as usize
+        } else {
+            1 << gm.shift
+        };
+        // SAFETY: slab `idx` (with its guard page: the whole stride) lies inside
+        // the class region we reserved (the view ends at `max_slabs`) and is not
+        // yet committed.
+        if !unsafe { os::commit(start, len) } {
             return false;
+        }
+        if guarded {
+            GUARDED_SLABS.fetch_add(1, Ordering::Relaxed);
         }
         COUNTERS
             .committed

@@ -15,8 +15,10 @@
 //! stride being the guard page, so the slab of an address is a shift away. That
 //! keeps the number of kernel mappings at two per MiB of heap: an 8 GiB heap needs
 //! about 16k mappings, well under the default `vm.max_map_count` of 65,530 (a
-//! 16 KiB slab, as in hardened_malloc, would need a million). The budget still
-//! caps a small-block heap at about 18 GiB (alloc/README.md, "Mappings").
+//! 16 KiB slab, as in hardened_malloc, would need a million). Past
+//! `guard_slabs` guarded slabs (8192 by default) a slab is committed with its
+//! guard page and merges with its neighbours into one mapping, so the heap
+//! keeps growing (alloc/README.md, "Mappings").
 
 use crate::os::PAGE;
 

@@ -139,3 +139,65 @@ fn blocks_of_two_mib_and_more_are_huge_page_aligned_and_advised() {
     // SAFETY: as above.
     unsafe { raw::free(p) };
 }
+
+/// Set in the child process of `slabs_past_the_guard_budget_share_one_mapping`.
+const CHILD: &str = "ENGRAM_TEST_GUARD_BUDGET_CHILD";
+
+/// Slabs past `guard_slabs` are committed with their guard page, so that a
+/// run of them is one kernel mapping: a small-block heap can outgrow the
+/// default `vm.max_map_count` (it stopped at 18.6 GiB of 40 KB blocks, with
+/// ENOMEM, and the program's own mmaps failed too, before 2026-11-25).
+/// The budget is read at init, so the check runs in a child process with a
+/// budget of 16 slabs.
+#[test]
+fn slabs_past_the_guard_budget_share_one_mapping() {
+    const BUDGET: usize = 16;
+    const SLABS: usize = 64;
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "slabs_past_the_guard_budget_share_one_mapping",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("ENGRAM_MALLOC", format!("guard_slabs={BUDGET}"))
+            .output()
+            .expect("run the child test");
+        assert!(
+            out.status.success(),
+            "child failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    // 40,000-byte blocks: 40 KiB slots, 25 to a 1 MiB slab; only the pages
+    // written are resident.
+    let size = 40_000;
+    let before = mappings();
+    let (blocks, total) = build_heap(std::iter::repeat(size), SLABS * 25 * size);
+    let added = mappings().saturating_sub(before);
+    eprintln!(
+        "{} blocks, {} MiB, guard budget {BUDGET} slabs: {added} new mappings",
+        blocks.len(),
+        total >> 20
+    );
+    // Two per guarded slab, then one for the whole unguarded run (and a few
+    // for the test's own vectors).
+    assert!(
+        added <= 2 * BUDGET + 8,
+        "{added} mappings for {SLABS} slabs past a budget of {BUDGET}"
+    );
+    assert!(
+        added >= BUDGET,
+        "{added} mappings: the first {BUDGET} slabs lost their guards"
+    );
+    // Blocks in unguarded slabs are whole and usable, end to end.
+    for &p in blocks.iter().rev().take(100) {
+        // SAFETY: live blocks of `size` bytes.
+        unsafe { std::ptr::write_bytes(p, 0xa5, size) };
+    }
+    free_all(blocks);
+}
