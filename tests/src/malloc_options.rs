@@ -29,6 +29,7 @@ pub fn reference(s: &[u8]) -> Config {
         };
         match key {
             "guard" => c.guard = v != 0,
+            "guard_slabs" => c.guard_slabs = v.min(1 << 30) as usize,
             "quarantine" => c.quarantine = v.min(QUARANTINE_MAX as u64) as usize,
             "zero" => c.zero = v != 0,
             "canary" => c.canary = v != 0,
@@ -77,7 +78,7 @@ pub fn run(data: &[u8]) {
     assert!(got.tcache <= TCACHE_MAX, "{got:?}");
     assert!(got.arenas <= MAX_ARENAS, "{got:?}");
     assert!(
-        got.decommit <= 1 << 20 && got.large_cache <= 1 << 40,
+        got.decommit <= 1 << 20 && got.large_cache <= 1 << 40 && got.guard_slabs <= 1 << 30,
         "{got:?}"
     );
     assert!(got.stats_fd >= 0, "{got:?}");

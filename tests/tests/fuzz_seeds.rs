@@ -134,6 +134,8 @@ fn malloc_options_reference_reads_the_grammar() {
 fn malloc_options_random_strings_agree() {
     const PIECES: &[&[u8]] = &[
         b"guard",
+        b"guard_slabs",
+        b"_slabs",
         b"quarantine",
         b"zero",
         b"canary",
