@@ -121,6 +121,26 @@ pub fn run(args: &SimArgs) -> Result<u8> {
         cost.fast,
         cost.backing
     )?;
+    // A size past the whole trace is capped there (every policy then only
+    // misses cold): say so rather than print a table the user misreads.
+    let device_arg = args.device.as_deref().zip(device);
+    for (flag, label, size) in sizes
+        .iter()
+        .map(|(l, s)| ("--size", l.as_str(), *s))
+        .chain(device_arg.map(|(l, s)| ("--device", l.trim(), s)))
+    {
+        let over = match size {
+            CacheSize::Objects(n) => n > unique,
+            CacheSize::Bytes(b) => b > unique_bytes,
+            CacheSize::FractionObjects(_) | CacheSize::FractionBytes(_) => false,
+        };
+        if over {
+            writeln!(
+                err,
+                "note: {flag} {label} is more than the trace holds ({unique} objects, {unique_bytes} bytes): capped there"
+            )?;
+        }
+    }
     drop(err);
 
     let passes = if device.is_some() { 2 } else { 1 };

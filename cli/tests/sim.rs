@@ -107,3 +107,37 @@ fn bad_plot_options_fail_at_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A size past the whole trace is capped there, and the user is told (review
+/// finding, 2026-11-25: `--size 1000000` on 1,414 objects ran silently at
+/// 1,414); a size within it gets no note.
+#[test]
+fn a_size_past_the_trace_is_noted() {
+    let dir = std::env::temp_dir().join(format!("engram-sim-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = trace(&dir);
+    let run = |args: &[&str]| {
+        let out = Command::new(ENGRAM)
+            .arg("sim")
+            .arg("--trace")
+            .arg(&t)
+            .args(["--policy", "lru", "--no-svg"])
+            .args(args)
+            .output()
+            .expect("running engram sim");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // 9 unique objects, 16 KiB + 8 x 512 B = 20 KiB.
+    let err = run(&["--size", "50%,100,4", "--device", "1MiB"]);
+    assert!(
+        err.contains("note: --size 100 is more than the trace holds (9 objects"),
+        "{err}"
+    );
+    assert!(err.contains("note: --device 1MiB is more than"), "{err}");
+    assert!(!err.contains("--size 4 "), "{err}");
+    assert!(!err.contains("--size 50%"), "{err}");
+    let err = run(&["--size", "9,20KiB"]);
+    assert!(!err.contains("note:"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

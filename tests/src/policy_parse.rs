@@ -10,7 +10,7 @@
 //!   says where: `Parse` with a line number inside the input, `Truncated` with
 //!   the 24-byte record size, or `EmptyTrace`. Never `Io` (the input is in
 //!   memory) and never a panic. Readers that expand one line into many requests
-//!   (ARC extents up to 2^24 blocks, CacheLib `op_count` up to 10^6) only see
+//!   (ARC extents and CacheLib `op_count` up to 2^16 each) only see
 //!   the first lines ([`EXPANDING_LINES`]) so one input stays within memory.
 //! - [`parse_size`]: the first line as an `engram sim --size` (`CacheSize`):
 //!   an error, or capacities within 1 ..= the trace's unique objects (bytes).

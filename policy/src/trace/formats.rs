@@ -25,11 +25,19 @@ fn quoted(f: &str) -> String {
 
 fn num<T: FromStr>(field: Option<&str>, what: &str, line: u64) -> Result<T> {
     let f = field.ok_or_else(|| parse_err(line, format!("missing field `{what}`")))?;
-    f.trim().parse().map_err(|_| {
-        parse_err(
-            line,
-            format!("field `{what}` is not a number: {}", quoted(f)),
-        )
+    let t = f.trim();
+    t.parse().map_err(|_| {
+        // Digits that do not fit the field are not "not a number": say what is
+        // wrong with them (review finding: `-5` and 2^70 read as garbage).
+        let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        let why = if t.strip_prefix('-').is_some_and(digits) {
+            "is negative"
+        } else if digits(t.strip_prefix('+').unwrap_or(t)) {
+            "is out of range"
+        } else {
+            "is not a number"
+        };
+        parse_err(line, format!("field `{what}` {why}: {}", quoted(f)))
     })
 }
 
@@ -217,17 +225,24 @@ pub fn parse_arc_lis(r: impl BufRead) -> Result<Vec<Request>> {
         let count: u64 = num(f.next(), "number_of_blocks", n)?;
         let _ignore: i64 = num(f.next(), "ignore", n)?;
         let reqno: u64 = num(f.next(), "request_number", n)?;
+        // Four fields and no more: a record run into the next one (a lost
+        // newline, or a file with CR-only line ends read as one line) must not
+        // lose the rest silently.
+        if f.next().is_some() {
+            return Err(parse_err(n, "more than 4 fields"));
+        }
         if count == 0 || count > MAX_EXTENT {
             return Err(parse_err(
                 n,
                 format!("number_of_blocks {count} outside 1..={MAX_EXTENT}"),
             ));
         }
-        let end = start
-            .checked_add(count)
+        // The last block may be u64::MAX itself.
+        let last = start
+            .checked_add(count - 1)
             .ok_or_else(|| parse_err(n, "block range overflows u64"))?;
         room(&mut out, count, n)?;
-        out.extend((start..end).map(|b| Request::read(reqno, b, 512)));
+        out.extend((start..=last).map(|b| Request::read(reqno, b, 512)));
         Ok(())
     })?;
     non_empty(out)
@@ -449,7 +464,7 @@ mod tests {
         for end in ["\n", "\r\n"] {
             let edge = format!("{}{end}", "1".repeat(MAX_LINE));
             let e = parse_arc_lis(edge.as_bytes()).unwrap_err().to_string();
-            assert!(e.contains("is not a number"), "{end:?}: {e}");
+            assert!(e.contains("is out of range"), "{end:?}: {e}");
         }
         // A huge bad field is quoted short.
         let big = format!("{} 1 0 0\n", "9".repeat(100_000));
@@ -553,6 +568,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_number_says_what_is_wrong_with_it() {
+        let csv = |size: &str| format!("version,time,op,size,lbn\n1,5,28,{size},7\n");
+        let msg = |size: &str| {
+            parse_cloudphysics_csv(csv(size).as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            msg("99999999999999999999"),
+            "line 2: field `size` is out of range: \"99999999999999999999\""
+        );
+        assert_eq!(msg("-5"), "line 2: field `size` is negative: \"-5\"");
+        assert_eq!(msg("12x"), "line 2: field `size` is not a number: \"12x\"");
+        assert_eq!(msg("-"), "line 2: field `size` is not a number: \"-\"");
+    }
+
+    #[test]
     fn arc_lis_expands_extents() {
         let r = parse_arc_lis("100 3 0 1\n\n7 1 0 2\n".as_bytes()).unwrap();
         let ids: Vec<u64> = r.iter().map(|r| r.id).collect();
@@ -566,6 +598,21 @@ mod tests {
             2
         );
         assert_eq!(line_of(parse_arc_lis("1 1 0\n".as_bytes()).unwrap_err()), 1);
+        // Review findings (2026-11-25): a fifth field, two records on one line
+        // and CR-only line ends are errors, not records dropped in silence; an
+        // extent may end on block u64::MAX.
+        for bad in [
+            "1 1 0 0 junk\n",
+            "1 1 0 0 2 1 0 1\n",
+            "1 1 0 0\r2 1 0 1\r3 1 0 2\r",
+        ] {
+            let e = parse_arc_lis(bad.as_bytes()).unwrap_err().to_string();
+            assert_eq!(e, "line 1: more than 4 fields", "{bad:?}");
+        }
+        let r = parse_arc_lis("18446744073709551614 2 0 0\n".as_bytes()).unwrap();
+        let ids: Vec<u64> = r.iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![u64::MAX - 1, u64::MAX]);
+        assert!(parse_arc_lis("18446744073709551615 2 0 0\n".as_bytes()).is_err());
         assert!(matches!(
             parse_arc_lis("\n\n".as_bytes()),
             Err(Error::EmptyTrace)
