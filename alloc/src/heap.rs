@@ -39,7 +39,7 @@ use crate::size_class::{
 };
 use crate::sync::{AtomicU8, AtomicU32, LIVE, Ordering, SpinLock, UNUSED, clear_live, mark_live};
 // The heap is never built under loom; its counters use core atomics directly.
-use crate::{large, os, tls};
+use crate::{large, os};
 
 /// Bytes of the canary word at the end of every slot.
 const TAIL: usize = 8;
@@ -292,7 +292,7 @@ const T_ACTIVE: u8 = 1;
 /// every operation goes straight to the central state.
 const T_BYPASS: u8 = 2;
 
-struct ThreadCache {
+pub(crate) struct ThreadCache {
     state: u8,
     rng: u64,
     count: [u8; NCLASS],
@@ -305,40 +305,53 @@ struct ThreadCache {
     frees: u64,
 }
 
-thread_local! {
-    // No Drop impl: this compiles to plain TLS with no lazy registration, which is
-    // what lets malloc use it. Teardown goes through a pthread key (see `init_thread`).
-    static TC: UnsafeCell<ThreadCache> = const {
-        UnsafeCell::new(ThreadCache {
-            state: T_UNINIT,
-            rng: 0,
-            count: [0; NCLASS],
-            slots: [[0; TCACHE_MAX]; NCLASS],
-            qlen: 0,
-            qbytes: 0,
-            quarantine: [0; QUARANTINE_MAX],
-            allocs: 0,
-            frees: 0,
-        })
-    };
+/// Whether the thread cache lives in initial-exec TLS (`tls::cache`).
+macro_rules! static_tls {
+    ($($item:item)*) => {$(
+        #[cfg(all(feature = "initial-exec-tls", target_arch = "x86_64", target_os = "linux"))]
+        $item
+    )*};
+}
+macro_rules! dynamic_tls {
+    ($($item:item)*) => {$(
+        #[cfg(not(all(feature = "initial-exec-tls", target_arch = "x86_64", target_os = "linux")))]
+        $item
+    )*};
 }
 
-/// This thread's cache: one `fs:` load once the thread has been seen (see `tls`).
-#[inline]
-fn tc() -> *mut ThreadCache {
-    let p = tls::get();
-    if !p.is_null() {
-        return p.cast();
+static_tls! {
+    /// This thread's cache: one `fs:`-relative address, no call (see `tls`).
+    #[inline(always)]
+    fn tc() -> *mut ThreadCache {
+        crate::tls::cache()
     }
-    tc_slow()
 }
 
-#[cold]
-#[inline(never)]
-fn tc_slow() -> *mut ThreadCache {
-    let p = TC.with(|c| c.get());
-    tls::set(p.cast());
-    p
+dynamic_tls! {
+    thread_local! {
+        // No Drop impl: this compiles to plain TLS with no lazy registration, which
+        // is what lets malloc use it. Teardown goes through a pthread key (see
+        // `init_thread`). All zero, as the initial-exec `.tbss` copy is.
+        static TC: UnsafeCell<ThreadCache> = const {
+            UnsafeCell::new(ThreadCache {
+                state: T_UNINIT,
+                rng: 0,
+                count: [0; NCLASS],
+                slots: [[0; TCACHE_MAX]; NCLASS],
+                qlen: 0,
+                qbytes: 0,
+                quarantine: [0; QUARANTINE_MAX],
+                allocs: 0,
+                frees: 0,
+            })
+        };
+    }
+
+    /// This thread's cache.
+    #[inline]
+    fn tc() -> *mut ThreadCache {
+        TC.with(|c| c.get())
+    }
 }
 
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);

@@ -1,24 +1,32 @@
-//! One pointer of initial-exec TLS: the calling thread's cache, found without a call.
+//! The calling thread's cache, found without a call, in `libengram_malloc.so`.
 //!
 //! Rust's `thread_local!` in a shared library compiles to the general-dynamic TLS
 //! model: every access calls `__tls_get_addr` (about 4 % of a malloc/free pair in
-//! `libengram_malloc.so`). An initial-exec variable is one `fs:`-relative load.
+//! `libengram_malloc.so`). An initial-exec variable is one `fs:`-relative address.
 //! Stable Rust has no `#[thread_local]` or `tls-model` switch, so on x86_64 Linux the
-//! variable is declared in assembly: 8 bytes of `.tbss`, reached through its
-//! `@GOTTPOFF` slot.
+//! thread cache itself is declared in assembly: `size_of::<ThreadCache>()` bytes of
+//! `.tbss`, reached through its `@GOTTPOFF` slot.
 //!
-//! The pointer starts null in every thread (`.tbss` is zero-filled) and is set once,
-//! from `thread_local!`, on the thread's first slow-path call. Without the
-//! `initial-exec-tls` feature, or off x86_64 Linux, [`get`] always returns null
-//! and callers use `thread_local!` alone.
+//! No `__tls_get_addr` is on the allocator's path at all then. That matters
+//! beyond speed: `__tls_get_addr` may find the thread's DTV stale (a library
+//! with TLS was dlopen'ed since the thread started) and grow it with malloc,
+//! and a malloc that reached its own cache through `__tls_get_addr` would
+//! re-enter it from there (until 2026-11-25 the cache was a `thread_local!`
+//! whose address was looked up once per thread that way: glibc 2.36 coped,
+//! found by review, but it was one glibc change away from endless
+//! recursion). `.tbss` is zero-filled in every thread, and a zeroed
+//! `ThreadCache` is a valid one that has not been set up (`T_UNINIT`).
+//!
+//! Without the `initial-exec-tls` feature, or off x86_64 Linux, [`cache`] is
+//! absent and the heap uses `thread_local!` (in an executable that is already
+//! local-exec: one `fs:`-relative address, no call).
 //!
 //! The price: a library with initial-exec TLS is marked `DF_STATIC_TLS`, and its
 //! whole TLS block (the thread cache, about 15 KiB) must then fit glibc's static
 //! surplus to be dlopen'ed, which it does not. So only `libengram_malloc.so`,
 //! which is preloaded or linked, turns the feature on (Debian's libjemalloc is
 //! built the same way and cannot be dlopen'ed either); a library that may be
-//! dlopen'ed (Python loading `libengram`) keeps it off. In an executable
-//! `thread_local!` is already local-exec and the feature gains nothing.
+//! dlopen'ed (Python loading `libengram`) keeps it off.
 
 #[cfg(all(
     feature = "initial-exec-tls",
@@ -26,67 +34,46 @@
     target_os = "linux"
 ))]
 mod imp {
+    use crate::heap::ThreadCache;
+
     core::arch::global_asm!(
         ".pushsection .tbss,\"awT\",@nobits",
-        ".p2align 3",
-        ".globl engram_tc_ptr",
-        ".hidden engram_tc_ptr",
-        ".type engram_tc_ptr, @object",
-        ".size engram_tc_ptr, 8",
-        "engram_tc_ptr:",
-        ".zero 8",
+        ".p2align 6",
+        ".globl engram_tc",
+        ".hidden engram_tc",
+        ".type engram_tc, @object",
+        ".size engram_tc, {bytes}",
+        "engram_tc:",
+        ".zero {bytes}",
         ".popsection",
+        bytes = const core::mem::size_of::<ThreadCache>(),
     );
 
-    /// This thread's stored pointer, or null if none was stored yet.
+    const _: () = assert!(core::mem::align_of::<ThreadCache>() <= 64);
+
+    /// This thread's cache (zero-filled until its first use).
     #[inline(always)]
-    pub fn get() -> *mut u8 {
-        let p: *mut u8;
-        // SAFETY: the GOT slot holds the variable's offset from the thread pointer
-        // (the dynamic linker fills it at load time), and `fs:` addresses this
-        // thread's TLS; the 8 bytes are our own zero-initialised `.tbss` variable.
+    pub fn cache() -> *mut ThreadCache {
+        let p: *mut ThreadCache;
+        // SAFETY: `fs:0` holds the thread pointer itself (x86_64 TLS ABI) and the
+        // GOT slot the variable's offset from it (the dynamic linker fills it at
+        // load time): their sum is this thread's own `engram_tc`, 64-aligned and
+        // `size_of::<ThreadCache>()` bytes of zero-initialised `.tbss`.
         unsafe {
             core::arch::asm!(
-                "mov {p}, qword ptr [rip + engram_tc_ptr@GOTTPOFF]",
-                "mov {p}, qword ptr fs:[{p}]",
+                "mov {p}, qword ptr fs:[0]",
+                "add {p}, qword ptr [rip + engram_tc@GOTTPOFF]",
                 p = out(reg) p,
-                options(nostack, preserves_flags, readonly, pure),
+                options(nostack, readonly, pure),
             );
         }
         p
     }
-
-    /// Store `v` as this thread's pointer.
-    #[inline]
-    pub fn set(v: *mut u8) {
-        // SAFETY: as in `get`: the write goes to this thread's own 8-byte variable.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + engram_tc_ptr@GOTTPOFF]",
-                "mov qword ptr fs:[{t}], {v}",
-                t = out(reg) _,
-                v = in(reg) v,
-                options(nostack, preserves_flags),
-            );
-        }
-    }
 }
 
-#[cfg(not(all(
+#[cfg(all(
     feature = "initial-exec-tls",
     target_arch = "x86_64",
     target_os = "linux"
-)))]
-mod imp {
-    /// Always null: callers use `thread_local!` alone.
-    #[inline(always)]
-    pub fn get() -> *mut u8 {
-        core::ptr::null_mut()
-    }
-
-    /// Nothing to store.
-    #[inline]
-    pub fn set(_: *mut u8) {}
-}
-
-pub use imp::{get, set};
+))]
+pub(crate) use imp::cache;

@@ -221,3 +221,88 @@ fn free_sized_of_a_block_spilled_to_a_bigger_class_is_not_a_mismatch() {
     let out = engram_tests::run_ok(cmd, "class_full", std::time::Duration::from_secs(120));
     assert!(out.contains("free_sized ok"), "{out}");
 }
+
+/// `__tls_get_addr` may grow a thread's DTV with malloc (when a library with
+/// TLS was dlopen'ed after the thread started): a malloc that reached its own
+/// thread cache through `__tls_get_addr` would re-enter itself from there.
+/// The preloaded library keeps its cache in initial-exec TLS, so none of its
+/// own code calls `__tls_get_addr` (review, 2026-11-25: `tc_slow` did, once
+/// per thread; glibc 2.36 happened to cope). Read from the machine code:
+/// objdump is in binutils, which gcc pulls in.
+#[test]
+fn no_allocator_code_calls_tls_get_addr() {
+    let so = engram_tests::malloc_so();
+    let out = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(&so)
+        .output()
+        .expect("run objdump (apt-get install binutils)");
+    assert!(out.status.success(), "objdump failed on {}", so.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut func = "";
+    let mut callers = Vec::new();
+    let mut seen_malloc = false;
+    for line in text.lines() {
+        if let Some(name) = line.strip_suffix(">:").and_then(|l| l.split_once(" <")) {
+            func = name.1;
+            seen_malloc |= func == "malloc";
+            continue;
+        }
+        let ours = func.contains("engram_alloc")
+            || func.contains("engram_malloc")
+            || matches!(func, "malloc" | "free" | "calloc" | "realloc" | "cfree");
+        if ours && line.contains("__tls_get_addr") && !callers.contains(&func) {
+            callers.push(func);
+        }
+    }
+    assert!(
+        seen_malloc,
+        "no malloc in the disassembly of {}",
+        so.display()
+    );
+    assert!(
+        callers.is_empty(),
+        "allocator functions calling __tls_get_addr: {callers:?}"
+    );
+}
+
+/// The case above, run: a thread that has not called malloc yet while the
+/// program dlopens libraries with TLS variables (so its DTV is stale) makes
+/// its first malloc afterwards. It must return, not recurse or deadlock.
+#[test]
+fn a_first_malloc_after_dlopen_of_tls_libraries_returns() {
+    let dir = std::env::temp_dir().join(format!("engram-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 1..=8 {
+        let src = dir.join(format!("m{i}.c"));
+        std::fs::write(
+            &src,
+            format!("__thread char big{i}[4096]; __thread int v{i} = {i}; int get{i}(void) {{ return v{i} + big{i}[0]; }}\n"),
+        )
+        .unwrap();
+        let st = Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(dir.join(format!("libm{i}.so")))
+            .arg(&src)
+            .status()
+            .expect("run cc (apt-get install gcc)");
+        assert!(st.success());
+    }
+    let exe = engram_tests::compile_c(
+        "tls_dlopen",
+        &["-O1", "-Wall", "-Wextra", "-Werror"],
+        &["-ldl"],
+    );
+    let out = Command::new(&exe)
+        .arg(&dir)
+        .env("LD_PRELOAD", engram_tests::malloc_so())
+        .output()
+        .expect("run tls_dlopen");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("first malloc: ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
