@@ -30,9 +30,15 @@ fn num<T: FromStr>(field: Option<&str>, what: &str, line: u64) -> Result<T> {
         // Digits that do not fit the field are not "not a number": say what is
         // wrong with them (review finding: `-5` and 2^70 read as garbage).
         let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
-        let why = if t.strip_prefix('-').is_some_and(digits) {
+        // Negative only for an unsigned field (a signed one that fails is out
+        // of range), and `-0` is not negative, only signed.
+        let unsigned = "-1".parse::<T>().is_err();
+        let minus = t.strip_prefix('-').filter(|d| digits(d));
+        let why = if unsigned && minus.is_some_and(|d| d.bytes().any(|b| b != b'0')) {
             "is negative"
-        } else if digits(t.strip_prefix('+').unwrap_or(t)) {
+        } else if unsigned && minus.is_some() {
+            "is not an unsigned number"
+        } else if digits(t.strip_prefix(['-', '+']).unwrap_or(t)) {
             "is out of range"
         } else {
             "is not a number"
@@ -582,6 +588,21 @@ mod tests {
         assert_eq!(msg("-5"), "line 2: field `size` is negative: \"-5\"");
         assert_eq!(msg("12x"), "line 2: field `size` is not a number: \"12x\"");
         assert_eq!(msg("-"), "line 2: field `size` is not a number: \"-\"");
+        assert_eq!(
+            msg("-0"),
+            "line 2: field `size` is not an unsigned number: \"-0\""
+        );
+        // A signed field: a negative value is valid, one too big is out of range.
+        let lis = |ignore: &str| {
+            parse_arc_lis(format!("1 1 {ignore} 0\n").as_bytes())
+                .map(|r| r.len())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(lis("-5"), Ok(1));
+        assert_eq!(
+            lis("-99999999999999999999"),
+            Err("line 1: field `ignore` is out of range: \"-99999999999999999999\"".into())
+        );
     }
 
     #[test]
