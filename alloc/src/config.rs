@@ -27,7 +27,8 @@ pub const GUARD_SLABS_DEFAULT: usize = 8192;
 /// The allocator's switches. Read once at init, never changed afterwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// A guard page after every slab and after every large block.
+    /// A guard page after every slab (up to `guard_slabs`) and after every large
+    /// block (up to 16k live ones).
     pub guard: bool,
     /// Most slabs committed with a guard page after them. Each costs two kernel
     /// mappings; later slabs are committed together with their guard page, so
