@@ -49,12 +49,18 @@ pub mod policy_parse;
 /// Builds under a private name and renames, so a concurrent test process running
 /// the previous binary is not disturbed.
 pub fn compile_c(name: &str, flags: &[&str], libs: &[&str]) -> PathBuf {
+    compile_c_as(name, name, flags, libs)
+}
+
+/// [`compile_c`] of `tests/c/{name}.c` into `target/c-tests/{exe}`: one
+/// source built more than one way.
+pub fn compile_c_as(name: &str, exe: &str, flags: &[&str], libs: &[&str]) -> PathBuf {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("c")
         .join(format!("{name}.c"));
     let dir = target_dir().join("c-tests");
     std::fs::create_dir_all(&dir).expect("create target/c-tests");
-    let out = dir.join(name);
+    let out = dir.join(exe);
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     let res = std::process::Command::new("cc")
         .args(flags)

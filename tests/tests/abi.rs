@@ -306,3 +306,40 @@ fn a_first_malloc_after_dlopen_of_tls_libraries_returns() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The staticlib, linked into a program (dynamic PIE and fully static): its
+/// malloc is the one in use (the report line at exit says so) and its
+/// initial-exec thread cache works in every thread.
+#[test]
+fn the_static_library_links_into_programs() {
+    let lib = engram_tests::malloc_so().with_file_name("libengram_malloc.a");
+    assert!(lib.exists(), "{} is missing", lib.display());
+    let lib = lib.to_str().unwrap();
+    for (name, extra) in [
+        ("static_link", &[][..]),
+        ("static_link_full", &["-static"][..]),
+    ] {
+        let mut flags = vec!["-O1", "-Wall", "-Wextra", "-Werror"];
+        flags.extend_from_slice(extra);
+        let exe = engram_tests::compile_c_as(
+            "static_link",
+            name,
+            &flags,
+            &[lib, "-lpthread", "-ldl", "-lm"],
+        );
+        let out = Command::new(&exe)
+            .env("ENGRAM_MALLOC", "stats=1")
+            .output()
+            .expect("run the statically linked program");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.trim() == "ok",
+            "{name}: {stdout}{stderr}"
+        );
+        assert!(
+            stderr.contains("engram-malloc: report") && stderr.contains("allocs=4000"),
+            "{name}: no report line from engram's malloc: {stderr}"
+        );
+    }
+}
