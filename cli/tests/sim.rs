@@ -19,18 +19,22 @@ fn trace(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// `engram sim --trace TRACE ARGS...`, run to its end.
+fn engram_sim(trace: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(ENGRAM)
+        .arg("sim")
+        .arg("--trace")
+        .arg(trace)
+        .args(args)
+        .output()
+        .expect("running engram sim")
+}
+
 fn sim(args: &[&str]) -> String {
     let dir = std::env::temp_dir().join(format!("engram-sim-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let t = trace(&dir);
-    let out = Command::new(ENGRAM)
-        .arg("sim")
-        .arg("--trace")
-        .arg(&t)
-        .args(["--no-svg"])
-        .args(args)
-        .output()
-        .expect("running engram sim");
+    let out = engram_sim(&t, &[&["--no-svg"], args].concat());
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
@@ -72,16 +76,7 @@ fn bad_plot_options_fail_at_once() {
     let dir = std::env::temp_dir().join(format!("engram-sim-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let t = trace(&dir);
-    let run = |args: &[&str]| {
-        Command::new(ENGRAM)
-            .arg("sim")
-            .arg("--trace")
-            .arg(&t)
-            .args(["--policy", "lru"])
-            .args(args)
-            .output()
-            .expect("running engram sim")
-    };
+    let run = |args: &[&str]| engram_sim(&t, &[&["--policy", "lru"], args].concat());
     for w in ["0", "18446744073709551615", "100001"] {
         let out = run(&["--no-svg", "--windows", w]);
         assert!(!out.status.success(), "--windows {w} accepted");
@@ -117,14 +112,7 @@ fn a_size_past_the_trace_is_noted() {
     std::fs::create_dir_all(&dir).unwrap();
     let t = trace(&dir);
     let run = |args: &[&str]| {
-        let out = Command::new(ENGRAM)
-            .arg("sim")
-            .arg("--trace")
-            .arg(&t)
-            .args(["--policy", "lru", "--no-svg"])
-            .args(args)
-            .output()
-            .expect("running engram sim");
+        let out = engram_sim(&t, &[&["--policy", "lru", "--no-svg"], args].concat());
         assert!(out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
