@@ -25,8 +25,9 @@ use crate::sys;
 const LIB_NAME: &str = "libengram_malloc.so";
 
 /// `ENGRAM_MALLOC` keys of docs/ALLOC_CONTRACT.md that a user may set.
-const KNOWN_KEYS: [&str; 11] = [
+const KNOWN_KEYS: [&str; 12] = [
     "guard",
+    "guard_slabs",
     "quarantine",
     "zero",
     "canary",
@@ -54,11 +55,14 @@ engram executable (target/release after `cargo build --release`).
 
 Exit status: the program's exit code, 128+N if signal N killed it, 126/127 if it \
 could not be started. Report lines travel through an inherited pipe: engram waits until \
-every process holding it (daemons the program leaves behind included) has exited."
+every process holding it (daemons the program leaves behind included) has exited. \
+SIGTERM and SIGHUP sent to engram are passed on to the program; Ctrl-C and Ctrl-\\ reach \
+it from the terminal. A script without a #! line runs with /bin/sh."
 )]
 pub struct RunArgs {
-    /// Allocator options, `key=value,...` (guard, quarantine, zero, canary, random,
-    /// tcache, decommit, arenas, large_cache, thp, stats); merged after $ENGRAM_MALLOC.
+    /// Allocator options, `key=value,...` (guard, guard_slabs, quarantine, zero,
+    /// canary, random, tcache, decommit, arenas, large_cache, thp, stats; values are
+    /// numbers, sizes may end in K, M or G); merged after $ENGRAM_MALLOC.
     #[arg(long, value_name = "OPTIONS")]
     pub opts: Option<String>,
 
@@ -131,12 +135,26 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let preload = preload_list(&lib, std::env::var_os("LD_PRELOAD").as_deref());
 
     sys::survive_terminal_signals().context("cannot set up signal handling")?;
-    let mut command = Command::new(program);
-    command
-        .args(program_args)
-        .env("LD_PRELOAD", preload)
-        .env("ENGRAM_MALLOC", options);
-    let mut child = match command.spawn() {
+    let command = |program: &OsStr, args: &[OsString]| {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("LD_PRELOAD", &preload)
+            .env("ENGRAM_MALLOC", &options);
+        command
+    };
+    // A script without a `#!` line: run it with /bin/sh, as execvp and the
+    // shells do (posix_spawnp has no such fallback; review finding).
+    let spawned = match command(program, program_args).spawn() {
+        Err(error) if error.raw_os_error() == Some(libc::ENOEXEC) => {
+            let script: Vec<OsString> = std::iter::once(program.clone())
+                .chain(program_args.iter().cloned())
+                .collect();
+            command(OsStr::new("/bin/sh"), &script).spawn()
+        }
+        other => other,
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
             // The codes a shell uses for the same failures.
@@ -153,6 +171,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             return Ok(code);
         }
     };
+    // SIGTERM and SIGHUP sent to engram go on to the program, which ends (or
+    // not) as it chooses; engram then reports as usual. Left at their default
+    // they killed engram and orphaned the program (review finding).
+    sys::forward_to_child(child.id()).context("cannot set up signal forwarding")?;
     // Only the child's copies may keep the pipe open, or the read below never ends.
     drop(pipe.write);
 
@@ -272,14 +294,43 @@ fn locate_library(
     Ok(path)
 }
 
-/// Checks `--opts`: every entry must be `key=value` and must not set stats_fd.
-/// Returns warnings for keys the allocator would ignore.
+/// Whether the allocator reads `value` as a number: decimal digits with an
+/// optional K, M or G suffix, within u64 (alloc/src/config.rs, `parse_size`).
+/// Anything else it ignores, silently keeping the default.
+fn allocator_number(value: &str) -> bool {
+    let value = value.trim_matches([' ', '\t']);
+    let (digits, shift) = match value.as_bytes().last() {
+        Some(b'k' | b'K') => (&value[..value.len() - 1], 10),
+        Some(b'm' | b'M') => (&value[..value.len() - 1], 20),
+        Some(b'g' | b'G') => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|v| v.checked_mul(1 << shift))
+            .is_some()
+}
+
+/// Checks `--opts`: every entry must be `key=value` with a value the allocator
+/// reads (it would silently ignore `guard=off` and keep the guard: review
+/// finding, 2026-11-25), and must not set stats_fd. Returns warnings for keys
+/// the allocator would ignore.
 fn check_user_options(opts: &str) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     for entry in opts.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let Some((key, _)) = entry.split_once('=') else {
+        let Some((key, value)) = entry.split_once('=') else {
             bail!("--opts: `{entry}` is not key=value");
         };
+        let key = key.trim_matches([' ', '\t']);
+        if !allocator_number(value) {
+            bail!(
+                "--opts: `{entry}`: the allocator reads numbers only (0 or 1 for a switch, \
+                 a count, or a size such as 64M); it would ignore this value and keep its default"
+            );
+        }
         if key == STATS_FD_KEY || key == STATS_INO_KEY {
             bail!("--opts: {key} is set by engram run itself");
         }
@@ -555,6 +606,41 @@ mod tests {
         assert_eq!(check_user_options("guard=0,speed=11").unwrap().len(), 1);
         assert!(check_user_options("guard").is_err());
         assert!(check_user_options("stats_fd=1").is_err());
+    }
+
+    /// The values alloc/src/config.rs `parse_size` reads, and only those.
+    #[test]
+    fn allocator_numbers_are_what_the_allocator_parses() {
+        for ok in [
+            "0",
+            "1",
+            " 7\t",
+            "64k",
+            "64K",
+            "2M",
+            "3g",
+            "18446744073709551615",
+            "17179869183G",
+        ] {
+            assert!(allocator_number(ok), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "off",
+            "on",
+            "-1",
+            "+1",
+            "1.5G",
+            "0x10",
+            "1 2",
+            "G",
+            "1T",
+            "1KB",
+            "18446744073709551616",
+            "17179869184G",
+        ] {
+            assert!(!allocator_number(bad), "{bad:?}");
+        }
     }
 
     #[test]

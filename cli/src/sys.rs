@@ -132,6 +132,53 @@ pub fn survive_terminal_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// The program `forward_to_child` passes signals on to; 0 before it runs.
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(signal: libc::c_int) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe; `pid` is our child, not yet
+        // waited for while engram is reading its reports.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Passes SIGTERM and SIGHUP on to the program `pid` instead of dying of
+/// them, so that `kill <engram>` (or a closed terminal) ends the program and
+/// engram still reports how it ended, with its status. Installed after the
+/// program started: it is not affected. A signal the caller ignores stays
+/// ignored, as for [`survive_terminal_signals`].
+pub fn forward_to_child(pid: u32) -> io::Result<()> {
+    CHILD.store(
+        i32::try_from(pid).unwrap_or(0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    for signal in [libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a null new action only reads the current one into `old`.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: `old` is a valid out-parameter owned by this frame.
+        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if old.sa_sigaction == libc::SIG_IGN {
+            continue;
+        }
+        // SAFETY: sigaction is plain old data; all-zero is a valid empty value.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = forward_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: `action.sa_mask` is a valid sigset_t owned by this frame.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: `action` is initialised; the handler only loads an atomic and
+        // calls kill, both async-signal-safe.
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Ends engram by `signal` with its default action (terminate): restores the
 /// default disposition, unblocks it and raises it. Returns only if the signal
 /// did not end the process (it cannot for SIGINT once defaulted).

@@ -427,3 +427,96 @@ fn a_json_report_that_cannot_be_written_is_an_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot write the JSON report"), "{err}");
 }
+
+/// Review findings (2026-11-25): a value the allocator cannot read is refused
+/// (it would ignore `guard=off` and keep the guard, silently), and every
+/// documented key is known (`guard_slabs` drew an "unknown option" warning).
+#[test]
+fn option_values_must_be_numbers_the_allocator_reads() {
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    for bad in [
+        "guard=off",
+        "guard=0 quarantine=0",
+        "large_cache=1.5G",
+        "tcache=-1",
+    ] {
+        let (code, _, stderr) = run(engram(&["run", "-q", "--opts", bad, "--lib"])
+            .arg(&lib)
+            .args(["--", "/bin/true"]));
+        assert_eq!(code, Some(1), "{bad}: {stderr}");
+        assert!(stderr.contains("reads numbers only"), "{bad}: {stderr}");
+    }
+    let good = "guard=0, guard_slabs=16,quarantine = 4K,large_cache=64M,thp=1";
+    let (code, _, stderr) = run(engram(&["run", "-q", "--opts", good, "--lib"])
+        .arg(&lib)
+        .args(["--", "/bin/true"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+/// A script without a `#!` line runs with /bin/sh, as under a shell or `env`
+/// (review finding: it failed with "Exec format error", status 126).
+#[test]
+fn a_script_without_an_interpreter_line_runs() {
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("engram-run-script-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("plain.sh");
+    std::fs::write(&script, "echo \"hi $1\"\nexit 4\n").unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    let (code, stdout, stderr) = run(engram(&["run", "-q", "--lib"])
+        .arg(&lib)
+        .arg("--")
+        .arg(&script)
+        .arg("there"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert_eq!(stdout, "hi there\n");
+}
+
+/// SIGTERM sent to engram goes on to the program: it ends, engram reports how
+/// and exits with its status, and no program is left running (review
+/// finding: engram died and the program ran on, re-parented to init).
+#[test]
+fn sigterm_to_engram_ends_the_program_too() {
+    let Some(lib) = stand_in_library() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("engram-run-term-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pid");
+    let child = engram(&["run", "--lib"])
+        .arg(&lib)
+        .args(["--", "sh", "-c", "echo $$ > \"$0\"; exec sleep 30"])
+        .arg(&pidfile)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start engram run");
+    let start = std::time::Instant::now();
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&pidfile) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                break pid;
+            }
+        }
+        assert!(start.elapsed().as_secs() < 20, "the program never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: kill with a valid pid and signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().expect("wait for engram");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(128 + 15), "{stderr}");
+    assert!(stderr.contains("ended: killed by SIGTERM"), "{stderr}");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the program (pid {pid}) outlived engram"
+    );
+}
