@@ -87,13 +87,38 @@ impl Config {
         stats_ino: 0,
     };
 
+    /// The keys a user may set (docs/ALLOC_CONTRACT.md); `stats_fd` and
+    /// `stats_ino` are `engram run`'s. `engram run --opts` checks against this
+    /// list, so it cannot drift from the parser (test `user_keys_are_parsed`).
+    pub const USER_KEYS: [&'static str; 12] = [
+        "guard",
+        "guard_slabs",
+        "quarantine",
+        "zero",
+        "canary",
+        "random",
+        "tcache",
+        "decommit",
+        "arenas",
+        "large_cache",
+        "thp",
+        "stats",
+    ];
+
+    /// An option's value as [`Config::parse`] reads it: blanks trimmed, decimal
+    /// digits with an optional K/M/G suffix, within u64. None: the parser
+    /// would skip the item and keep the default.
+    pub fn parse_value(s: &[u8]) -> Option<u64> {
+        parse_size(trim(s))
+    }
+
     /// Parse an option string over the defaults. Never fails: bad items are skipped.
     pub fn parse(s: &[u8]) -> Config {
         let mut c = Config::DEFAULT;
         for item in s.split(|&b| b == b',') {
             let mut kv = item.splitn(2, |&b| b == b'=');
             let key = trim(kv.next().unwrap_or(&[]));
-            let Some(val) = kv.next().map(trim).and_then(parse_size) else {
+            let Some(val) = kv.next().and_then(Config::parse_value) else {
                 continue;
             };
             match key {
@@ -178,6 +203,48 @@ mod tests {
         assert!(!c.thp);
         assert!(c.stats);
         assert_eq!(c.stats_fd, 7);
+    }
+
+    #[test]
+    fn values_are_numbers_with_an_optional_suffix() {
+        for (ok, v) in [
+            ("0", 0),
+            (" 7\t", 7),
+            ("64k", 64 << 10),
+            ("2M", 2 << 20),
+            ("3g", 3 << 30),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(Config::parse_value(ok.as_bytes()), Some(v), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "off",
+            "-1",
+            "+1",
+            "1.5G",
+            "0x10",
+            "1 2",
+            "G",
+            "1T",
+            "1KB",
+            "18446744073709551616",
+            "17179869184G",
+        ] {
+            assert_eq!(Config::parse_value(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_keys_are_parsed() {
+        for key in Config::USER_KEYS {
+            let changes =
+                |v: &str| Config::parse(format!("{key}={v}").as_bytes()) != Config::DEFAULT;
+            assert!(
+                changes("0") || changes("12345"),
+                "{key} is not read by the parser"
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ use crate::size_class::{
 };
 use crate::sync::{AtomicU8, AtomicU32, LIVE, Ordering, SpinLock, UNUSED, clear_live, mark_live};
 // The heap is never built under loom; its counters use core atomics directly.
-use crate::{large, os};
+use crate::{large, os, tls};
 
 /// Bytes of the canary word at the end of every slot.
 const TAIL: usize = 8;
@@ -305,53 +305,35 @@ pub(crate) struct ThreadCache {
     frees: u64,
 }
 
-/// Whether the thread cache lives in initial-exec TLS (`tls::cache`).
-macro_rules! static_tls {
-    ($($item:item)*) => {$(
-        #[cfg(all(feature = "initial-exec-tls", target_arch = "x86_64", target_os = "linux"))]
-        $item
-    )*};
-}
-macro_rules! dynamic_tls {
-    ($($item:item)*) => {$(
-        #[cfg(not(all(feature = "initial-exec-tls", target_arch = "x86_64", target_os = "linux")))]
-        $item
-    )*};
+impl ThreadCache {
+    /// A cache not yet set up (`T_UNINIT`). All zero, as the initial-exec
+    /// `.tbss` copy in `tls` starts.
+    #[cfg_attr(
+        all(
+            feature = "initial-exec-tls",
+            target_arch = "x86_64",
+            target_os = "linux"
+        ),
+        allow(dead_code, reason = "that build starts each thread from zeroed .tbss")
+    )]
+    pub(crate) const EMPTY: ThreadCache = ThreadCache {
+        state: T_UNINIT,
+        rng: 0,
+        count: [0; NCLASS],
+        slots: [[0; TCACHE_MAX]; NCLASS],
+        qlen: 0,
+        qbytes: 0,
+        quarantine: [0; QUARANTINE_MAX],
+        allocs: 0,
+        frees: 0,
+    };
 }
 
-static_tls! {
-    /// This thread's cache: one `fs:`-relative address, no call (see `tls`).
-    #[inline(always)]
-    fn tc() -> *mut ThreadCache {
-        crate::tls::cache()
-    }
-}
-
-dynamic_tls! {
-    thread_local! {
-        // No Drop impl: this compiles to plain TLS with no lazy registration, which
-        // is what lets malloc use it. Teardown goes through a pthread key (see
-        // `init_thread`). All zero, as the initial-exec `.tbss` copy is.
-        static TC: UnsafeCell<ThreadCache> = const {
-            UnsafeCell::new(ThreadCache {
-                state: T_UNINIT,
-                rng: 0,
-                count: [0; NCLASS],
-                slots: [[0; TCACHE_MAX]; NCLASS],
-                qlen: 0,
-                qbytes: 0,
-                quarantine: [0; QUARANTINE_MAX],
-                allocs: 0,
-                frees: 0,
-            })
-        };
-    }
-
-    /// This thread's cache.
-    #[inline]
-    fn tc() -> *mut ThreadCache {
-        TC.with(|c| c.get())
-    }
+/// This thread's cache (see `tls`: in libengram_malloc.so one `fs:`-relative
+/// address, no call).
+#[inline(always)]
+fn tc() -> *mut ThreadCache {
+    tls::cache()
 }
 
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);

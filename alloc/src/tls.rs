@@ -17,9 +17,9 @@
 //! recursion). `.tbss` is zero-filled in every thread, and a zeroed
 //! `ThreadCache` is a valid one that has not been set up (`T_UNINIT`).
 //!
-//! Without the `initial-exec-tls` feature, or off x86_64 Linux, [`cache`] is
-//! absent and the heap uses `thread_local!` (in an executable that is already
-//! local-exec: one `fs:`-relative address, no call).
+//! Without the `initial-exec-tls` feature, or off x86_64 Linux, [`cache`] is a
+//! `thread_local!` (in an executable that is already local-exec: one
+//! `fs:`-relative address, no call).
 //!
 //! The price: a library with initial-exec TLS is marked `DF_STATIC_TLS`, and its
 //! whole TLS block (the thread cache, about 15 KiB) must then fit glibc's static
@@ -71,9 +71,28 @@ mod imp {
     }
 }
 
-#[cfg(all(
+#[cfg(not(all(
     feature = "initial-exec-tls",
     target_arch = "x86_64",
     target_os = "linux"
-))]
+)))]
+mod imp {
+    use core::cell::UnsafeCell;
+
+    use crate::heap::ThreadCache;
+
+    thread_local! {
+        // No Drop impl: this compiles to plain TLS with no lazy registration,
+        // which is what lets malloc use it. Teardown goes through a pthread key
+        // (`heap::init_thread`).
+        static TC: UnsafeCell<ThreadCache> = const { UnsafeCell::new(ThreadCache::EMPTY) };
+    }
+
+    /// This thread's cache.
+    #[inline]
+    pub fn cache() -> *mut ThreadCache {
+        TC.with(|c| c.get())
+    }
+}
+
 pub(crate) use imp::cache;

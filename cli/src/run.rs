@@ -18,27 +18,13 @@ use std::process::{Command, ExitStatus};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use engram_alloc::Config;
+
 use crate::report::{self, Collector, Summary};
 use crate::sys;
 
 /// File name of the allocator library, as cargo builds it.
 const LIB_NAME: &str = "libengram_malloc.so";
-
-/// `ENGRAM_MALLOC` keys of docs/ALLOC_CONTRACT.md that a user may set.
-const KNOWN_KEYS: [&str; 12] = [
-    "guard",
-    "guard_slabs",
-    "quarantine",
-    "zero",
-    "canary",
-    "random",
-    "tcache",
-    "decommit",
-    "arenas",
-    "large_cache",
-    "thp",
-    "stats",
-];
 
 /// Set by `engram run` itself, never by the user.
 const STATS_FD_KEY: &str = "stats_fd";
@@ -294,26 +280,6 @@ fn locate_library(
     Ok(path)
 }
 
-/// Whether the allocator reads `value` as a number: decimal digits with an
-/// optional K, M or G suffix, within u64 (alloc/src/config.rs, `parse_size`).
-/// Anything else it ignores, silently keeping the default.
-fn allocator_number(value: &str) -> bool {
-    let value = value.trim_matches([' ', '\t']);
-    let (digits, shift) = match value.as_bytes().last() {
-        Some(b'k' | b'K') => (&value[..value.len() - 1], 10),
-        Some(b'm' | b'M') => (&value[..value.len() - 1], 20),
-        Some(b'g' | b'G') => (&value[..value.len() - 1], 30),
-        _ => (value, 0),
-    };
-    !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|v| v.checked_mul(1 << shift))
-            .is_some()
-}
-
 /// Checks `--opts`: every entry must be `key=value` with a value the allocator
 /// reads (it would silently ignore `guard=off` and keep the guard: review
 /// finding, 2026-11-25), and must not set stats_fd. Returns warnings for keys
@@ -325,7 +291,7 @@ fn check_user_options(opts: &str) -> Result<Vec<String>> {
             bail!("--opts: `{entry}` is not key=value");
         };
         let key = key.trim_matches([' ', '\t']);
-        if !allocator_number(value) {
+        if Config::parse_value(value.as_bytes()).is_none() {
             bail!(
                 "--opts: `{entry}`: the allocator reads numbers only (0 or 1 for a switch, \
                  a count, or a size such as 64M); it would ignore this value and keep its default"
@@ -334,7 +300,7 @@ fn check_user_options(opts: &str) -> Result<Vec<String>> {
         if key == STATS_FD_KEY || key == STATS_INO_KEY {
             bail!("--opts: {key} is set by engram run itself");
         }
-        if !KNOWN_KEYS.contains(&key) {
+        if !Config::USER_KEYS.contains(&key) {
             warnings.push(format!(
                 "--opts: unknown allocator option `{key}` (the allocator ignores it)"
             ));
@@ -606,41 +572,6 @@ mod tests {
         assert_eq!(check_user_options("guard=0,speed=11").unwrap().len(), 1);
         assert!(check_user_options("guard").is_err());
         assert!(check_user_options("stats_fd=1").is_err());
-    }
-
-    /// The values alloc/src/config.rs `parse_size` reads, and only those.
-    #[test]
-    fn allocator_numbers_are_what_the_allocator_parses() {
-        for ok in [
-            "0",
-            "1",
-            " 7\t",
-            "64k",
-            "64K",
-            "2M",
-            "3g",
-            "18446744073709551615",
-            "17179869183G",
-        ] {
-            assert!(allocator_number(ok), "{ok:?}");
-        }
-        for bad in [
-            "",
-            "off",
-            "on",
-            "-1",
-            "+1",
-            "1.5G",
-            "0x10",
-            "1 2",
-            "G",
-            "1T",
-            "1KB",
-            "18446744073709551616",
-            "17179869184G",
-        ] {
-            assert!(!allocator_number(bad), "{bad:?}");
-        }
     }
 
     #[test]

@@ -106,28 +106,36 @@ extern "C" fn ignore_signal(_signal: libc::c_int) {}
 /// engram and, through `exec`, for the program, as it would be without engram.
 pub fn survive_terminal_signals() -> io::Result<()> {
     for signal in [libc::SIGINT, libc::SIGQUIT] {
-        // SAFETY: as below; a null new action only reads the current one.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: `old` is a valid out-parameter owned by this frame.
-        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if old.sa_sigaction == libc::SIG_IGN {
-            continue;
-        }
-        // SAFETY: sigaction is plain old data; all-zero is a valid (empty) value
-        // that is filled in below.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        // SAFETY: `action.sa_mask` is a valid sigset_t owned by this frame.
-        unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: `action` is fully initialised; the handler is an async-signal-safe
-        // no-op that lives for the whole program; a null old-action pointer is allowed.
-        let rc = unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        catch(signal, ignore_signal)?;
+    }
+    Ok(())
+}
+
+/// Installs `handler` for `signal` with SA_RESTART (the blocking pipe read
+/// and `waitpid` go on), unless the caller ignores `signal`: an ignored
+/// signal stays ignored.
+fn catch(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: sigaction is plain old data; all-zero is a valid (empty) value.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`, a valid
+    // out-parameter owned by this frame.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if old.sa_sigaction == libc::SIG_IGN {
+        return Ok(());
+    }
+    // SAFETY: as above; filled in below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler as libc::sighandler_t;
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: `action.sa_mask` is a valid sigset_t owned by this frame.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: `action` is initialised; the handlers given here are
+    // async-signal-safe and live for the whole program; a null old-action
+    // pointer is allowed.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -155,26 +163,7 @@ pub fn forward_to_child(pid: u32) -> io::Result<()> {
         std::sync::atomic::Ordering::Relaxed,
     );
     for signal in [libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: a null new action only reads the current one into `old`.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: `old` is a valid out-parameter owned by this frame.
-        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if old.sa_sigaction == libc::SIG_IGN {
-            continue;
-        }
-        // SAFETY: sigaction is plain old data; all-zero is a valid empty value.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = forward_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        // SAFETY: `action.sa_mask` is a valid sigset_t owned by this frame.
-        unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: `action` is initialised; the handler only loads an atomic and
-        // calls kill, both async-signal-safe.
-        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        catch(signal, forward_signal)?;
     }
     Ok(())
 }
